@@ -1,0 +1,107 @@
+"""The ``rnnedge`` command line: a thin layer over the Python API.
+
+Each command lives in its own module ``rnnedge.cli.<name>`` (a click command named
+``command``) and is imported only when used, so ``rnnedge --help`` starts fast and the edge
+commands never import TensorFlow. Library errors (:class:`rnnedge.errors.RnnedgeError`) become a
+one-line message on stderr and their exit code: 1 failure (e.g. parity), 2 bad input or spec,
+3 missing dependency, 4 unsupported conversion.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+COMMANDS = {
+    "presets": "List the built-in model presets.",
+    "build": "Build a Keras model from a spec or preset.",
+    "train": "Train a spec or preset on its data (or its built-in dataset).",
+    "inspect": "Show layers, shapes and parameter counts of a spec, preset or .keras model.",
+    "export": "Export a model to ONNX, ORT, TFLite or TF.js, with a manifest.",
+    "quantize": "Quantize the artifacts of an export folder.",
+    "validate": "Check every artifact of an export folder against the Keras reference.",
+    "run": "Run an artifact on inputs from a file.",
+    "bench": "Benchmark artifacts on a runtime / execution provider.",
+    "deploy": "Make a Raspberry Pi bundle from an export folder.",
+    "verify": "Verify a deployment bundle (hashes, load, recorded sample).",
+    "demo": "The whole pipeline on a preset: train, export, quantize, validate, bench, deploy.",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return [n for n in COMMANDS if importlib.util.find_spec(f"rnnedge.cli.{n}") is not None]
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        try:
+            mod = importlib.import_module(f"rnnedge.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"rnnedge.cli.{name}":
+                return None
+            raise
+        return mod.command
+
+    def format_commands(self, ctx, formatter):
+        rows = [(n, COMMANDS[n]) for n in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rnnedge", prog_name="rnnedge")
+@click.option("--debug", is_flag=True, envvar="RNNEDGE_DEBUG", help="Show tracebacks on errors.")
+@click.pass_context
+def cli(ctx, debug):
+    """rnnedge: recurrent models from a spec to ONNX, TFLite, TF.js and a Raspberry Pi,
+    with parity checks and benchmarks."""
+    ctx.obj = {"debug": debug}
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def err_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def main(argv=None):
+    from rnnedge.errors import RnnedgeError
+
+    debug = "--debug" in (argv or sys.argv[1:]) or os.environ.get("RNNEDGE_DEBUG")
+    try:
+        cli.main(args=argv, prog_name="rnnedge", standalone_mode=False)
+    except RnnedgeError as e:
+        if debug:
+            raise
+        err_console().print(f"[bold red]error:[/] {e}", markup=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        err_console().print("aborted")
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:  # an internal error: one line, the traceback with --debug
+        if debug:
+            raise
+        err_console().print(f"[bold red]internal error:[/] {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                            "  (run with --debug for the traceback)")
+        sys.exit(1)
+    sys.exit(0)
+
+
+def print_json(obj) -> None:
+    import json
+
+    from rnnedge.manifest import _json_default
+
+    click.echo(json.dumps(obj, indent=2, default=_json_default))

@@ -1,0 +1,47 @@
+import click
+
+
+@click.command("export")
+@click.argument("source")
+@click.option("-f", "--format", "formats", multiple=True, default=("onnx",), show_default=True,
+              help="onnx, ort, tflite, tfjs (repeat or comma-separate for several).")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--opset", type=int, default=None, help="ONNX opset (default 17).")
+@click.option("--batch-size", type=int, default=None, help="Fix the batch size (TFLite default 1).")
+@click.option("--seq-len", type=int, default=None, help="Fix the sequence length (default: free).")
+@click.option("--allow-flex", is_flag=True, help="TFLite: allow Flex (SELECT_TF_OPS); a Pi cannot run them.")
+@click.option("--quantize", "quantize", multiple=True, help="Also write quantized variants (e.g. int8, fp16).")
+@click.option("--streaming", is_flag=True, help="Also write a one-step model with explicit state.")
+@click.option("--no-validate", is_flag=True, help="Skip the parity check after export.")
+@click.option("--json", "as_json", is_flag=True)
+def command(source, formats, out_dir, opset, batch_size, seq_len, allow_flex, quantize, streaming, no_validate,
+            as_json):
+    """Export SOURCE (spec, preset or .keras file) to OUT_DIR with a manifest.json."""
+    from rnnedge.exporting import export
+
+    fmts = [f.strip() for spec in formats for f in spec.split(",") if f.strip()]
+    qs = [q.strip() for spec in quantize for q in spec.split(",") if q.strip()]
+    res = export(source, fmts, out_dir, opset=opset, batch_size=batch_size, seq_len=seq_len, allow_flex=allow_flex,
+                 quantize=qs, streaming=streaming, validate=not no_validate)
+    if as_json:
+        from rnnedge.cli import print_json
+
+        print_json({"out_dir": str(res.out_dir), "artifacts": res.artifacts, "validation": res.validation})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"exported to {res.out_dir}")
+    for c in ("artifact", "format", "size", "self-check max err"):
+        t.add_column(c)
+    for name, e in res.artifacts.items():
+        sc = e.get("self_check")
+        err = sc.get("max_abs_error") if isinstance(sc, dict) else sc
+        t.add_row(name, str(e.get("format", "")), f"{e.get('size', 0):,}", "" if err is None else f"{err:.2e}"
+                  if isinstance(err, float) else str(err))
+    Console().print(t)
+    if res.validation is not None:
+        from rnnedge.errors import ParityError
+
+        if res.validation.get("passed") is False:
+            raise ParityError(f"parity check failed for {out_dir}: run `rnnedge validate {out_dir}` for details")

@@ -1,0 +1,97 @@
+"""``export``: a spec, preset or ``.keras`` model -> artifacts in a folder, with a manifest.
+
+The folder always receives ``reference.keras`` (the model the artifacts are checked against),
+the format's files, and ``manifest.json``. Converters live in :mod:`converters` (one registry per
+format); this module only orchestrates, so every format gets the same folder layout, manifest
+fields and parity gate.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from rnnedge.errors import UsageError
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    artifacts: dict[str, dict]
+    manifest: dict
+    validation: Optional[dict] = None
+    paths: list[Path] = field(default_factory=list)
+
+
+def save_reference(model, out_dir: Path) -> Path:
+    from rnnedge.manifest import atomic_path
+
+    ref = out_dir / "reference.keras"
+    with atomic_path(ref) as tmp:
+        k = tmp.with_suffix(".keras")
+        model.save(k)
+        k.replace(tmp)
+    return ref
+
+
+def export(source, fmt: str | Iterable[str] = "onnx", out_dir: str | Path = "export", *,
+           opset: Optional[int] = None, batch_size: Optional[int] = None, seq_len: Optional[int] = None,
+           allow_flex: bool = False, quantize: Iterable[str] = (), streaming: bool = False,
+           validate: bool = True, extra: Optional[dict] = None, seed: Optional[int] = None) -> ExportResult:
+    """Export ``source`` to one or several formats (``"onnx"``, ``"ort"``, ``"tflite"``, ``"tfjs"``).
+
+    Returns an :class:`ExportResult`; files are written atomically and recorded in
+    ``out_dir/manifest.json`` (hashes, shapes, versions, and parity when ``validate``).
+    """
+    from converters.registry import ExportOptions, get_exporter
+    from rnnedge.manifest import load_manifest, new_manifest, package_versions, save_manifest, update_manifest
+    from rnnedge.models import resolve
+
+    fmts = [fmt] if isinstance(fmt, str) else list(fmt)
+    if not fmts:
+        raise UsageError("no format given")
+    exporters = [(f, get_exporter(f)) for f in fmts]  # fail on an unknown format before any work
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lm = resolve(source, seed=seed)
+    man = load_manifest(out)
+    if not man:
+        man = new_manifest(lm.source, lm.preprocessing)
+    man["source"] = lm.source
+    man["preprocessing"] = lm.preprocessing
+    if lm.spec is not None:
+        man["spec"] = lm.spec
+    man["model"] = {
+        "name": lm.model.name,
+        "inputs": [{"name": t.name, "shape": [None if d is None else int(d) for d in t.shape],
+                    "dtype": str(t.dtype)} for t in lm.model.inputs],
+        "outputs": [{"shape": [None if d is None else int(d) for d in t.shape], "dtype": str(t.dtype)}
+                    for t in lm.model.outputs],
+    }
+    vocab = {}
+    if lm.spec:
+        vocab = {i["name"]: i.get("vocab_size") for i in lm.spec.get("inputs", []) if i.get("vocab_size")}
+    if vocab:
+        man["model"]["vocab_sizes"] = vocab
+    man["versions"] = package_versions("rnnedge", "keras", "tensorflow", "tensorflow-cpu", "tf2onnx", "onnx",
+                                       "onnxruntime", "ai-edge-litert", "numpy")
+    save_manifest(out, man)
+    save_reference(lm.model, out)
+    update_manifest(out, artifacts={"reference.keras": {"format": "keras", "role": "reference"}})
+    options = ExportOptions(opset=opset, batch_size=batch_size, seq_len=seq_len, allow_flex=allow_flex,
+                            quantize=list(quantize), streaming=streaming, extra=dict(extra or {}))
+    entries: dict[str, dict] = {}
+    for f, exporter in exporters:
+        got = exporter(lm.model, out, options)
+        update_manifest(out, artifacts=got)
+        entries.update(got)
+    report = None
+    if validate:
+        try:
+            from rnnedge.validation import validate as _validate
+        except ImportError:
+            _validate = None
+        if _validate is not None:
+            report = _validate(out, artifacts=list(entries))
+    man = load_manifest(out)
+    return ExportResult(out, entries, man, report, [out / n for n in entries])

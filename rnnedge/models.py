@@ -1,0 +1,70 @@
+"""Resolving what the user names (a spec file, a preset, or a ``.keras`` file) to a Keras model
+plus what travels with it (spec, preprocessing) -- one place for every command."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from rnnedge.errors import UsageError
+
+SIDECAR_SUFFIX = ".rnnedge.json"
+
+
+def sidecar_path(model_path: str | Path) -> Path:
+    p = Path(model_path)
+    return p.with_name(p.name[: -len(p.suffix)] + SIDECAR_SUFFIX) if p.suffix else p.with_name(p.name + SIDECAR_SUFFIX)
+
+
+@dataclass
+class LoadedModel:
+    model: Any                       # keras.Model
+    source: dict                     # {"kind": "preset"|"spec"|"keras", "name"/"path": ...}
+    spec: Optional[dict] = None      # the spec as data, when known
+    preprocessing: Optional[dict] = None
+    extra: dict = field(default_factory=dict)
+
+
+def is_keras_file(source) -> bool:
+    return isinstance(source, (str, Path)) and str(source).endswith((".keras", ".h5"))
+
+
+def load_keras(path: str | Path):
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"model file not found: {p}")
+    import keras
+
+    try:
+        return keras.saving.load_model(p, compile=False)
+    except Exception as e:  # corrupt archive, unknown custom layer, ...
+        raise UsageError(f"{p}: cannot load as a Keras model: {str(e).splitlines()[0][:300]}") from None
+
+
+def resolve(source, *, seed: Optional[int] = None) -> LoadedModel:
+    """A model from a Keras model object, a ``.keras`` path, a spec (path/dict/Spec) or a preset name."""
+    if hasattr(source, "layers") and hasattr(source, "inputs"):
+        return LoadedModel(source, {"kind": "keras-object", "name": getattr(source, "name", "model")})
+    if is_keras_file(source):
+        model = load_keras(source)
+        side = sidecar_path(source)
+        meta = json.loads(side.read_text()) if side.exists() else {}
+        return LoadedModel(model, {"kind": "keras", "path": str(source), "name": Path(source).stem},
+                           spec=meta.get("spec"), preprocessing=meta.get("preprocessing"),
+                           extra={k: v for k, v in meta.items() if k not in ("spec", "preprocessing")})
+    from rnnedge.builder import build_model
+    from rnnedge.spec import load_spec
+    from rnnedge.spec.loader import preset_names
+
+    spec = load_spec(source)
+    kind = "preset" if isinstance(source, str) and source in preset_names() else "spec"
+    src = {"kind": kind, "name": spec.name}
+    if kind == "spec" and isinstance(source, (str, Path)):
+        src["path"] = str(source)
+    model = build_model(spec, seed=seed)
+    return LoadedModel(model, src, spec=spec.dump(), preprocessing=None,
+                       extra={"trained": False})
