@@ -45,6 +45,18 @@ class LazyGroup(click.Group):
             raise
         return mod.command
 
+    def invoke(self, ctx):
+        """Library errors -> one line on stderr and their exit code (also under click's CliRunner)."""
+        from rnnedge.errors import RnnedgeError
+
+        try:
+            return super().invoke(ctx)
+        except RnnedgeError as e:
+            if (ctx.obj or {}).get("debug") or os.environ.get("RNNEDGE_DEBUG"):
+                raise
+            err_console().print(f"[bold red]error:[/] {e}", markup=True)
+            ctx.exit(e.exit_code)
+
     def format_commands(self, ctx, formatter):
         rows = [(n, COMMANDS[n]) for n in self.list_commands(ctx)]
         if rows:
@@ -74,7 +86,8 @@ def main(argv=None):
 
     debug = "--debug" in (argv or sys.argv[1:]) or os.environ.get("RNNEDGE_DEBUG")
     try:
-        cli.main(args=argv, prog_name="rnnedge", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="rnnedge", standalone_mode=False)
+        sys.exit(rv if isinstance(rv, int) else 0)
     except RnnedgeError as e:
         if debug:
             raise
@@ -96,7 +109,6 @@ def main(argv=None):
         err_console().print(f"[bold red]internal error:[/] {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                             "  (run with --debug for the traceback)")
         sys.exit(1)
-    sys.exit(0)
 
 
 def print_json(obj) -> None:
