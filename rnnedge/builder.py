@@ -20,10 +20,9 @@ _NOT_KERAS = {"type", "inputs", "initial_state", "layer", "causal", "name"}
 
 
 def _keras():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
+    from rnnedge._keras import keras
 
-    return keras
+    return keras()
 
 
 def _initializer(v):

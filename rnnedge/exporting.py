@@ -94,4 +94,5 @@ def export(source, fmt: str | Iterable[str] = "onnx", out_dir: str | Path = "exp
         if _validate is not None:
             report = _validate(out, artifacts=list(entries))
     man = load_manifest(out)
+    entries = {n: man["artifacts"].get(n, e) for n, e in entries.items()}  # with sha256/size (and parity)
     return ExportResult(out, entries, man, report, [out / n for n in entries])

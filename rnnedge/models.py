@@ -31,13 +31,12 @@ def is_keras_file(source) -> bool:
 
 
 def load_keras(path: str | Path):
-    import os
+    from rnnedge._keras import keras as _k
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     p = Path(path)
     if not p.exists():
         raise UsageError(f"model file not found: {p}")
-    import keras
+    keras = _k()
 
     try:
         return keras.saving.load_model(p, compile=False)

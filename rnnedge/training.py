@@ -22,7 +22,9 @@ class TrainResult:
 
 
 def _progress_callback(epochs: int):
-    import keras
+    from rnnedge._keras import keras as _k
+
+    keras = _k()
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     class RichProgress(keras.callbacks.Callback):
@@ -65,8 +67,9 @@ def train(source, *, data: Any = None, out: Optional[str | Path] = None, column:
         ds = Dataset(x, np.asarray(y), {"kind": "arrays"}, {"source": "arrays"})
     else:
         ds = make_dataset(spec, data, column=column, seed=seed, samples=samples)
-    import keras
+    from rnnedge._keras import keras as _k
 
+    keras = _k()
     model = build_model(spec, seed=seed)
     tr = spec.train
     epochs = epochs or tr.epochs

@@ -197,3 +197,10 @@ def test_cli_build_train_inspect(tmp_path):
     assert side["preprocessing"]["scaler"]["std"] > 0
     res = r.invoke(cli, ["train", "forecast", "--data", str(csv), "--column", "nope", "-o", str(tmp_path / "g.keras")])
     assert res.exit_code == 2 and "no column 'nope'" in res.output
+
+
+def test_stateful_needs_and_gets_fixed_batch():
+    m = build_model({"inputs": [{"name": "x", "shape": [4, 2], "batch_size": 2}],
+                     "layers": [{"type": "LSTM", "units": 3, "stateful": True}]}, compile=False)
+    layer = m.layers[-1]
+    assert layer.stateful is True and m.inputs[0].shape == (2, 4, 2)
