@@ -85,6 +85,14 @@ def export(source, fmt: str | Iterable[str] = "onnx", out_dir: str | Path = "exp
         got = exporter(lm.model, out, options)
         update_manifest(out, artifacts=got)
         entries.update(got)
+    if streaming:
+        from converters.streaming import FORMATS as STEP_FORMATS
+        from converters.streaming import export_streaming
+
+        step_fmts = [f for f in fmts if f in STEP_FORMATS] or list(STEP_FORMATS)
+        got = export_streaming(lm.model, out, formats=tuple(step_fmts), options=options, write_manifest=False)
+        update_manifest(out, artifacts=got)
+        entries.update(got)
     report = None
     if validate:
         try:

@@ -1,0 +1,282 @@
+"""Streaming step models (converters.streaming + rnnedge.runtime.streaming): feeding a sequence one
+step at a time through the ONNX / TFLite step model reproduces the full Keras model at every step;
+state layout in the manifest; refusals (Bidirectional, go_backwards, sequence-level layers)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+pytest.importorskip("ai_edge_litert")
+
+from keras import layers  # noqa: E402
+
+from converters.streaming import FILES, export_streaming  # noqa: E402
+from rnnedge.errors import ConversionError, UsageError  # noqa: E402
+from rnnedge.runtime.streaming import StreamingSession  # noqa: E402
+
+TOL = 1e-5
+T, F, V = 6, 3, 12
+
+
+def _randomize(model, seed=0, scale=0.6):
+    """Larger-than-default random weights, so gates leave their linear region (and hard_sigmoid clips)."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        ws = layer.get_weights()
+        if ws:
+            layer.set_weights([rng.normal(0, scale, w.shape).astype(np.float32) for w in ws])
+    return model
+
+
+def _float_model(name, body):
+    x = keras.Input((None, F), name="series")
+    return _randomize(keras.Model(x, body(x), name=name))
+
+
+def lstm2_dense():  # forecast-like: return_sequences=False top -> "prediction if the sequence ended now"
+    return _float_model("lstm2_dense", lambda x: layers.Dense(2, name="head")(
+        layers.LSTM(3, name="dec")(layers.LSTM(4, return_sequences=True, name="enc")(x))))
+
+
+def gru_after(reset_after):
+    return lambda: _float_model(f"gru_ra_{reset_after}", lambda x: layers.Dense(2, name="head")(
+        layers.GRU(4, return_sequences=reset_after, reset_after=reset_after, name="gru")(x)))
+
+
+def simple_rnn():
+    return _float_model("simple_rnn", lambda x: layers.TimeDistributed(layers.Dense(2), name="td")(
+        layers.Dropout(0.5)(layers.SimpleRNN(5, return_sequences=True, name="rnn")(x))))
+
+
+def mixed_gru_lstm():
+    return _float_model("mixed", lambda x: layers.Dense(1, name="head")(
+        layers.LSTM(3, name="lstm")(layers.Dropout(0.3)(layers.GRU(4, return_sequences=True, name="gru")(x)))))
+
+
+def hard_sigmoid():
+    return _float_model("hard_sigmoid", lambda x: layers.Dense(1, name="head")(
+        layers.GRU(3, recurrent_activation="hard_sigmoid", name="gru")(
+            layers.LSTM(4, return_sequences=True, recurrent_activation="hard_sigmoid", name="lstm")(x))))
+
+
+def textgen():  # Embedding -> LSTM -> TimeDistributed(Dense softmax)
+    t = keras.Input((None,), dtype="int32", name="tokens")
+    h = layers.Embedding(V, 4, mask_zero=True, name="emb")(t)
+    h = layers.LSTM(5, return_sequences=True, name="lstm")(h)
+    y = layers.TimeDistributed(layers.Dense(V, activation="softmax"), name="probs")(h)
+    return _randomize(keras.Model(t, y, name="textgen"))
+
+
+MODELS = {
+    "lstm2_dense": lstm2_dense, "gru_reset_after": gru_after(True), "gru_reset_before": gru_after(False),
+    "simple_rnn": simple_rnn, "mixed_gru_lstm": mixed_gru_lstm, "hard_sigmoid": hard_sigmoid,
+    "textgen": textgen,
+}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """name -> (keras model, out_dir, entries): every model built and exported once."""
+    keras.utils.set_random_seed(0)
+    out = {}
+    for name, make in MODELS.items():
+        model = make()
+        d = tmp_path_factory.mktemp(name)
+        out[name] = (model, d, export_streaming(model, d))
+    return out
+
+
+def _sequence(model, batch, seed):
+    rng = np.random.default_rng(seed)
+    if model.inputs[0].dtype == "int32":
+        return rng.integers(1, V, size=(batch, T)).astype(np.int32)  # never the padding id 0
+    return rng.normal(0, 1.5, size=(batch, T, F)).astype(np.float32)
+
+
+def _keras_per_step(model, x):
+    """The full model's output at every step: its sequence output, or the model run on each prefix."""
+    last_rnn = [l for l in model.layers if isinstance(l, keras.layers.RNN)][-1]
+    if last_rnn.return_sequences:
+        return np.asarray(model(x, training=False))
+    return np.stack([np.asarray(model(x[:, :t + 1], training=False)) for t in range(x.shape[1])], axis=1)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_step_by_step_matches_keras_at_every_step(exported, name, fmt):
+    model, d, _ = exported[name]
+    batch = 2 if fmt == "onnx" else 1  # ONNX: dynamic batch; TFLite: batch 1
+    x = _sequence(model, batch, seed=1)
+    ref = _keras_per_step(model, x)
+    assert ref.std() > 1e-2  # a real signal, not near-constant outputs
+    with StreamingSession(d / FILES[fmt]) as s:
+        got = np.stack([s.step(x[:, t]) for t in range(T)], axis=1)
+        assert got.shape == ref.shape
+        err = np.abs(got - ref).max()
+        assert err <= TOL, f"{name}/{fmt}: max abs error {err:.3g}"
+        assert s.steps == T
+        # continuing from the carried state is NOT the same as starting over: the state matters
+        cont = s.run(x)
+        assert np.abs(cont - ref).max() > 1e-3
+        # after reset the state is zero again: same outputs as the first time
+        s.reset()
+        assert all(np.all(v == 0) for v in s.state.values())
+        again = s.run(x)
+        assert np.abs(again - ref).max() <= TOL
+
+
+def test_manifest_state_layout(exported):
+    _, d, entries = exported["lstm2_dense"]
+    man = json.loads((d / "manifest.json").read_text())
+    for fmt, batch_dim in (("onnx", "batch"), ("tflite", 1)):
+        e = man["artifacts"][FILES[fmt]]
+        assert e == {**entries[FILES[fmt]], "sha256": e["sha256"], "size": e["size"]}
+        assert e["streaming"] is True and e["output_mode"] == "last"
+        assert e["step_inputs"] == ["series", "enc__h", "enc__c", "dec__h", "dec__c"]
+        assert e["step_outputs"] == ["head", "enc__h_out", "enc__c_out", "dec__h_out", "dec__c_out"]
+        assert [(s["name"], s["layer"], s["kind"], s["shape"]) for s in e["states"]] == [
+            ("enc__h", "enc", "h", [batch_dim, 4]), ("enc__c", "enc", "c", [batch_dim, 4]),
+            ("dec__h", "dec", "h", [batch_dim, 3]), ("dec__c", "dec", "c", [batch_dim, 3])]
+        assert e["self_check"]["ok"] and e["self_check"]["max_abs_error"] <= 1e-5
+    assert exported["textgen"][2][FILES["onnx"]]["output_mode"] == "sequence"
+    assert exported["textgen"][2][FILES["onnx"]]["vocab_size"] == V
+    assert any("padding id 0" in n for n in exported["textgen"][2][FILES["onnx"]]["notes"])
+
+
+def test_onnx_step_graph_is_native_ops(exported):
+    import onnx
+
+    for name, want_lbr in (("gru_reset_after", 1), ("gru_reset_before", 0)):
+        mp = onnx.load(str(exported[name][1] / FILES["onnx"]))
+        assert (mp.ir_version, mp.opset_import[0].version) == (8, 17)
+        gru = [n for n in mp.graph.node if n.op_type == "GRU"]
+        assert len(gru) == 1
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in gru[0].attribute}
+        assert attrs["linear_before_reset"] == want_lbr
+    mp = onnx.load(str(exported["hard_sigmoid"][1] / FILES["onnx"]))
+    ops = [n.op_type for n in mp.graph.node]
+    assert ops.count("LSTM") == 1 and ops.count("GRU") == 1 and not {"Loop", "Scan"} & set(ops)
+    lstm = next(n for n in mp.graph.node if n.op_type == "LSTM")
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in lstm.attribute}
+    assert [a.decode() for a in attrs["activations"]] == ["HardSigmoid", "Tanh", "Tanh"]
+    assert attrs["activation_alpha"][0] == pytest.approx(1 / 6)
+    assert attrs["activation_beta"][0] == pytest.approx(0.5)
+    x = mp.graph.input[0].type.tensor_type.shape.dim
+    assert x[0].dim_param == "batch" and x[1].dim_value == F
+
+
+def test_tflite_step_is_builtin_ops_without_loops(exported):
+    for name in ("mixed_gru_lstm", "textgen"):
+        ops = exported[name][2][FILES["tflite"]]["op_names"]
+        assert ops and "WHILE" not in ops and not any(o.startswith("Flex") or o == "CUSTOM" for o in ops)
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(exported["mixed_gru_lstm"][1] / FILES["tflite"]))
+    sig = it.get_signature_list()["serving_default"]
+    assert sorted(sig["inputs"]) == sorted(["series", "gru__h", "lstm__h", "lstm__c"])
+
+
+def test_layout_from_input_names_without_manifest(exported, tmp_path):
+    model, d, _ = exported["mixed_gru_lstm"]
+    shutil.copy(d / FILES["onnx"], tmp_path / "step.onnx")
+    x = _sequence(model, 3, seed=2)
+    with StreamingSession(tmp_path / "step.onnx") as s:
+        assert s.layout["source"] == "input names"
+        assert s.state_names == ["gru__h", "lstm__h", "lstm__c"]
+        assert np.abs(s.run(x) - _keras_per_step(model, x)).max() <= TOL
+
+
+def test_unbatched_steps_and_state_restore(exported):
+    model, d, _ = exported["textgen"]
+    x = _sequence(model, 1, seed=3)
+    ref = _keras_per_step(model, x)[0]
+    with StreamingSession(d / FILES["onnx"]) as s:
+        ys = [s.step(int(tok)) for tok in x[0, :3]]           # scalar token ids -> (V,) outputs
+        assert ys[0].shape == (V,)
+        saved = s.state
+        rest = s.run(x[0, 3:])                                  # (T-3,) tokens -> (T-3, V)
+        s.state = saved                                         # rewind to after step 3
+        np.testing.assert_allclose(s.run(x[0, 3:]), rest, atol=0)
+        np.testing.assert_allclose(np.concatenate([np.stack(ys), rest]), ref, atol=TOL)
+
+
+def test_session_usage_errors(exported):
+    model, d, _ = exported["lstm2_dense"]
+    with StreamingSession(d / FILES["tflite"]) as s:
+        with pytest.raises(UsageError, match="batch 1"):
+            s.step(np.zeros((2, F), np.float32))
+        with pytest.raises(UsageError, match=r"\(batch, 3\)"):
+            s.step(np.zeros((1, F + 1), np.float32))
+    with StreamingSession(d / FILES["onnx"]) as s:
+        s.step(np.zeros((2, F), np.float32))
+        with pytest.raises(UsageError, match="reset"):
+            s.step(np.zeros((3, F), np.float32))
+        s.reset()
+        assert s.step(np.zeros((3, F), np.float32)).shape == (3, 2)
+    with StreamingSession(exported["textgen"][1] / FILES["onnx"]) as s:
+        with pytest.raises(UsageError, match="token ids"):
+            s.step(np.zeros((1,), np.float32))
+
+
+def test_cli_hooks(exported):
+    from rnnedge.cli_streaming import bench_streaming, run_streaming
+
+    model, d, _ = exported["gru_reset_after"]
+    x = _sequence(model, 1, seed=4)[0]                          # (T, F), unbatched
+    got = run_streaming(d / FILES["tflite"], x)
+    assert got.shape == (T, 2)
+    assert np.abs(got - _keras_per_step(model, x[None])[0]).max() <= TOL
+    b = bench_streaming(d / FILES["onnx"], steps=5, warmup=2, runs=2)
+    assert {"p50_ms", "p99_ms", "mean_ms"} <= set(b) and b["n"] == 10 and b["runtime"] == "onnxruntime"
+    assert 0 < b["min_ms"] <= b["p50_ms"] <= b["p99_ms"] <= b["max_ms"]
+
+
+def test_edge_path_does_not_import_tensorflow(exported):
+    d = exported["lstm2_dense"][1]
+    code = ("import sys, numpy as np\nfrom rnnedge.runtime.streaming import StreamingSession\n"
+            f"for f in ({str(d / FILES['onnx'])!r}, {str(d / FILES['tflite'])!r}):\n"
+            "    y = StreamingSession(f).step(np.ones(3, np.float32))\n"
+            "print(y.shape, [m for m in ('tensorflow', 'keras', 'onnx') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "(2,) []"
+
+
+# --------------------------------------------------------------------------- refusals
+def _refused(model, tmp_path):
+    with pytest.raises(ConversionError) as ei:
+        export_streaming(model, tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing written
+    return ei.value
+
+
+def test_bidirectional_is_refused_with_its_reason(tmp_path):
+    x = keras.Input((None, F))
+    m = keras.Model(x, layers.Dense(1)(layers.Bidirectional(layers.LSTM(3), name="bi")(x)))
+    e = _refused(m, tmp_path)
+    assert e.layer == "bi"
+    assert "'bi' (Bidirectional)" in str(e) and "not streamable" in str(e) and "whole sequence" in str(e)
+
+
+def test_go_backwards_is_refused(tmp_path):
+    x = keras.Input((None, F))
+    m = keras.Model(x, layers.GRU(3, go_backwards=True, name="back")(x))
+    e = _refused(m, tmp_path)
+    assert e.layer == "back" and "go_backwards" in str(e) and "whole sequence" in str(e)
+
+
+@pytest.mark.parametrize("make, layer", [
+    (lambda x: layers.GlobalMaxPooling1D(name="pool")(layers.LSTM(3, return_sequences=True)(x)), "pool"),
+    (lambda x: layers.LSTM(3, name="l")(layers.Conv1D(4, 2, name="conv")(x)), "conv"),
+])
+def test_other_layers_are_refused_by_name(tmp_path, make, layer):
+    x = keras.Input((None, F))
+    e = _refused(keras.Model(x, make(x)), tmp_path)
+    assert e.layer == layer and f"'{layer}'" in str(e) and "streaming supports" in str(e)
