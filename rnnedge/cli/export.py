@@ -43,5 +43,5 @@ def command(source, formats, out_dir, opset, batch_size, seq_len, allow_flex, qu
     if res.validation is not None:
         from rnnedge.errors import ParityError
 
-        if res.validation.get("passed") is False:
+        if res.validation.get("exit_code", 0) != 0:
             raise ParityError(f"parity check failed for {out_dir}: run `rnnedge validate {out_dir}` for details")

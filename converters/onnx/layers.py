@@ -1,0 +1,546 @@
+"""One ONNX converter per (non-recurrent) Keras layer class, plus the Keras ops that
+Keras 3 records as nodes in functional graphs (``NotEqual`` for masks, ``GetItem``...).
+
+Signature of every converter: ``fn(ctx, layer, args, kwargs) -> Value | list[Value]``.
+Mask propagation follows Keras: ``compute_mask`` of each layer (see keras/src/layers).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from converters.onnx.graph import ONNX_LAYERS, Value
+from rnnedge.errors import ConversionError
+
+
+def _w(var) -> np.ndarray:
+    return np.asarray(var.numpy() if hasattr(var, "numpy") else var, dtype=np.float32)
+
+
+def _first(args):
+    return args[0][0] if isinstance(args[0], (list, tuple)) else args[0]
+
+
+def _err(layer, why: str) -> ConversionError:
+    return ConversionError(f"layer '{layer.name}' ({type(layer).__name__}): {why}", layer=layer.name,
+                           fmt="onnx")
+
+
+# --------------------------------------------------------------------------- identity-like
+@ONNX_LAYERS.register("Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise",
+                      "GaussianDropout", "AlphaDropout", "ActivityRegularization")
+def convert_identity(ctx, layer, args, kwargs):
+    x = _first(args)
+    return Value(x.name, mask=ctx.input_mask(args, kwargs))
+
+
+@ONNX_LAYERS.register("Activation")
+def convert_activation(ctx, layer, args, kwargs):
+    x = _first(args)
+    return Value(ctx.activation(x.name, layer.activation, layer), mask=ctx.input_mask(args, kwargs))
+
+
+@ONNX_LAYERS.register("Softmax")
+def convert_softmax(ctx, layer, args, kwargs):
+    x = _first(args)
+    if kwargs.get("mask") is not None:
+        raise _err(layer, "Softmax with a mask is not supported")
+    axis = layer.axis if isinstance(layer.axis, int) else None
+    if axis is None:
+        raise _err(layer, "Softmax over several axes is not supported")
+    return Value(ctx.graph.op("Softmax", [x.name], axis=axis), mask=ctx.input_mask(args, kwargs))
+
+
+@ONNX_LAYERS.register("ReLU")
+def convert_relu_layer(ctx, layer, args, kwargs):
+    x = _first(args)
+    g = ctx.graph
+    if layer.negative_slope or layer.threshold or layer.max_value is not None:
+        raise _err(layer, "ReLU with max_value/negative_slope/threshold is not supported")
+    return Value(g.op("Relu", [x.name]), mask=ctx.input_mask(args, kwargs))
+
+
+# --------------------------------------------------------------------------- embedding & masks
+@ONNX_LAYERS.register("Embedding")
+def convert_embedding(ctx, layer, args, kwargs):
+    g = ctx.graph
+    ids = _first(args)
+    if getattr(layer, "quantization_mode", None):
+        raise _err(layer, "quantized Embedding layers are not supported")
+    idx = ids.name
+    if "int" not in ids.dtype:
+        idx = g.cast(idx, np.int64)
+    table = g.const(_w(layer.embeddings), hint=f"{layer.name}/embeddings")
+    y = g.op("Gather", [table, idx], axis=0, hint=layer.name)
+    mask = None
+    if layer.mask_zero:
+        zero = g.const(np.zeros((), dtype=np.int64 if "int" not in ids.dtype else ids.dtype))
+        mask = g.not_equal(idx, zero, hint=f"{layer.name}/mask")
+    return Value(y, mask=mask)
+
+
+@ONNX_LAYERS.register("Masking")
+def convert_masking(ctx, layer, args, kwargs):
+    g = ctx.graph
+    x = _first(args)
+    mv = g.const(np.float32(layer.mask_value))
+    ne = g.not_equal(x.name, mv)
+    keep = g.reduce("ReduceMax", g.cast(ne, np.float32), [-1], keepdims=1)  # any(x != v, -1)
+    y = g.op("Mul", [x.name, keep], hint=layer.name)
+    mask = g.op("Cast", [g.squeeze(keep, [-1])], to=9, hint=f"{layer.name}/mask")  # bool
+    return Value(y, mask=mask)
+
+
+def _binary_op(onnx_op):
+    def convert(ctx, op, args, kwargs):
+        g = ctx.graph
+        a, b = args[0], args[1]
+
+        def name_of(v, other):
+            if isinstance(v, Value):
+                return v.name
+            dt = other.dtype if isinstance(other, Value) else "float32"
+            return g.const(np.asarray(v, dtype=dt))
+
+        if onnx_op == "NotEqual":
+            return Value(g.not_equal(name_of(a, b), name_of(b, a)))
+        return Value(g.op(onnx_op, [name_of(a, b), name_of(b, a)]))
+
+    return convert
+
+
+for _k, _o in {"NotEqual": "NotEqual", "Equal": "Equal", "Greater": "Greater", "Less": "Less",
+               "LogicalAnd": "And", "LogicalOr": "Or"}.items():
+    ONNX_LAYERS.register(f"ops.{_k}")(_binary_op(_o))
+
+
+@ONNX_LAYERS.register("ops.Any", "ops.All")
+def convert_any(ctx, op, args, kwargs):
+    g = ctx.graph
+    x = args[0]
+    axis = kwargs.get("axis", args[1] if len(args) > 1 else getattr(op, "axis", None))
+    keepdims = kwargs.get("keepdims", args[2] if len(args) > 2 else getattr(op, "keepdims", False))
+    axes = [axis] if isinstance(axis, int) else (list(range(x.rank)) if axis is None else list(axis))
+    red = "ReduceMax" if type(op).__name__ == "Any" else "ReduceMin"
+    r = g.reduce(red, g.cast(x.name, np.float32), axes, keepdims=int(bool(keepdims)))
+    return Value(g.cast(r, np.bool_))
+
+
+@ONNX_LAYERS.register("ops.Cast")
+def convert_cast(ctx, op, args, kwargs):
+    return Value(ctx.graph.cast(args[0].name, np.dtype(str(op.dtype))), mask=args[0].mask)
+
+
+@ONNX_LAYERS.register("ops.GetItem")
+def convert_getitem(ctx, op, args, kwargs):
+    """``x[key]`` with ints, slices, None and Ellipsis (Keras 3 records it as a GetItem node)."""
+    g = ctx.graph
+    x, key = args[0], args[1]
+    if not isinstance(key, tuple):
+        key = (key,)
+    rank = x.rank
+    n_real = sum(1 for k in key if k is not None and k is not Ellipsis)
+    if any(k is Ellipsis for k in key):
+        i = key.index(Ellipsis)
+        key = key[:i] + (slice(None),) * (rank - n_real) + key[i + 1:]
+    key = key + (slice(None),) * (rank - sum(1 for k in key if k is not None))
+    cur = x.name
+    unsq = any(k is None for k in key)
+    # rebuild slice/gather axes in input coordinates
+    starts, ends, axes, steps, gathers = [], [], [], [], []
+    ia = 0
+    for k in key:
+        if k is None:
+            continue
+        if isinstance(k, slice) and k != slice(None):
+            st = 1 if k.step is None else int(k.step)
+            starts.append(k.start if k.start is not None else (0 if st > 0 else -1))
+            ends.append(k.stop if k.stop is not None else (2**62 if st > 0 else -(2**63)))
+            axes.append(ia)
+            steps.append(st)
+        elif isinstance(k, (int, np.integer)):
+            gathers.append((ia, int(k)))
+        ia += 1
+    if axes:
+        cur = g.op("Slice", [cur, g.i64(starts), g.i64(ends), g.i64(axes), g.i64(steps)])
+    for ax, idx in sorted(gathers, reverse=True):
+        cur = g.op("Gather", [cur, g.const(np.asarray(idx, np.int64))], axis=ax)
+    if unsq:
+        # output position of each None, counting the axes that survive
+        out_pos, pos = [], 0
+        for k in key:
+            if k is None:
+                out_pos.append(pos)
+                pos += 1
+            elif isinstance(k, slice):
+                pos += 1
+        cur = g.unsqueeze(cur, out_pos)
+    return Value(cur)
+
+
+# --------------------------------------------------------------------------- dense-like
+def _dense(ctx, layer, x: Value, hint=None) -> str:
+    g = ctx.graph
+    if getattr(layer, "quantization_mode", None):
+        raise _err(layer, "quantized Dense layers are not supported")
+    k = g.const(_w(layer.kernel), hint=f"{layer.name}/kernel")
+    if x.rank == 2 and layer.use_bias:
+        y = g.op("Gemm", [x.name, k, g.const(_w(layer.bias), hint=f"{layer.name}/bias")], hint=layer.name)
+    else:
+        y = g.op("MatMul", [x.name, k], hint=layer.name)
+        if layer.use_bias:
+            y = g.op("Add", [y, g.const(_w(layer.bias), hint=f"{layer.name}/bias")], hint=layer.name)
+    return ctx.activation(y, layer.activation, layer)
+
+
+@ONNX_LAYERS.register("Dense")
+def convert_dense(ctx, layer, args, kwargs):
+    x = _first(args)
+    return Value(_dense(ctx, layer, x), mask=ctx.input_mask(args, kwargs))
+
+
+@ONNX_LAYERS.register("TimeDistributed")
+def convert_time_distributed(ctx, layer, args, kwargs):
+    """Per-step layers that act on the last axis run on (B, T, ...) directly; the mask passes."""
+    inner = layer.layer
+    cls = type(inner).__name__
+    x = _first(args)
+    mask = ctx.input_mask(args, kwargs)
+    if cls in ("Dense", "Activation", "Dropout", "LayerNormalization", "SpatialDropout1D", "GaussianNoise"):
+        fn = ONNX_LAYERS.get(inner)
+        out = fn(ctx, inner, [x], {})
+        return Value(out.name, mask=mask)
+    if cls in ("Flatten",):
+        g = ctx.graph
+        y = g.op("Reshape", [x.name, g.i64([0, 0, -1])])
+        return Value(y, mask=mask)
+    raise _err(layer, f"TimeDistributed({cls}) is not supported by the ONNX exporter "
+                      "(supported: Dense, Activation, Dropout, LayerNormalization, Flatten)")
+
+
+@ONNX_LAYERS.register("LayerNormalization")
+def convert_layer_norm(ctx, layer, args, kwargs):
+    g = ctx.graph
+    x = _first(args)
+    if getattr(layer, "rms_scaling", False):
+        raise _err(layer, "rms_scaling=True is not supported")
+    axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    axes = sorted(a % x.rank for a in axes)
+    if axes != list(range(axes[0], x.rank)):
+        raise _err(layer, f"normalising over axes {layer.axis} is not supported (trailing axes only)")
+    nshape = [x.shape[a] for a in axes]
+    gamma = _w(layer.gamma) if layer.scale else np.ones(nshape, np.float32)
+    beta = _w(layer.beta) if layer.center else np.zeros(nshape, np.float32)
+    if ctx.opset >= 17:
+        y = g.op("LayerNormalization", [x.name, g.const(gamma, hint=f"{layer.name}/gamma"),
+                                        g.const(beta, hint=f"{layer.name}/beta")],
+                 axis=axes[0], epsilon=float(layer.epsilon), hint=layer.name)
+    else:
+        mean = g.reduce("ReduceMean", x.name, axes, keepdims=1)
+        d = g.op("Sub", [x.name, mean])
+        var = g.reduce("ReduceMean", g.op("Mul", [d, d]), axes, keepdims=1)
+        inv = g.op("Reciprocal", [g.op("Sqrt", [g.op("Add", [var, g.const(np.float32(layer.epsilon))])])])
+        y = g.op("Add", [g.op("Mul", [g.op("Mul", [d, inv]), g.const(gamma)]), g.const(beta)])
+    return Value(y, mask=ctx.input_mask(args, kwargs))
+
+
+# --------------------------------------------------------------------------- pooling
+@ONNX_LAYERS.register("GlobalMaxPooling1D")
+def convert_global_max_pool(ctx, layer, args, kwargs):
+    x = _first(args)
+    axis = 1 if layer.data_format == "channels_last" else 2
+    return Value(ctx.graph.reduce("ReduceMax", x.name, [axis], keepdims=int(layer.keepdims), hint=layer.name))
+
+
+@ONNX_LAYERS.register("GlobalAveragePooling1D")
+def convert_global_avg_pool(ctx, layer, args, kwargs):
+    g = ctx.graph
+    x = _first(args)
+    axis = 1 if layer.data_format == "channels_last" else 2
+    kd = int(layer.keepdims)
+    mask = ctx.call_mask(args, kwargs)
+    if mask is None:
+        return Value(g.reduce("ReduceMean", x.name, [axis], keepdims=kd, hint=layer.name))
+    m = g.unsqueeze(ctx.mask_float(mask), [2 if axis == 1 else 1])
+    s = g.reduce("ReduceSum", g.op("Mul", [x.name, m]), [axis], keepdims=kd)
+    n = g.reduce("ReduceSum", m, [axis], keepdims=kd)
+    return Value(g.op("Div", [s, n], hint=layer.name))
+
+
+# --------------------------------------------------------------------------- conv
+@ONNX_LAYERS.register("Conv1D")
+def convert_conv1d(ctx, layer, args, kwargs):
+    g = ctx.graph
+    x = _first(args)
+    if layer.data_format != "channels_last":
+        raise _err(layer, "data_format='channels_first' is not supported")
+    k = _w(layer.kernel)  # (k, in/groups, out)
+    w = g.const(np.ascontiguousarray(k.transpose(2, 1, 0)), hint=f"{layer.name}/kernel")
+    ksz, (d,), (s,) = k.shape[0], layer.dilation_rate, layer.strides
+    xin = g.transpose(x.name, [0, 2, 1])
+    attrs = dict(kernel_shape=[ksz], dilations=[d], strides=[s], group=int(layer.groups))
+    if layer.padding == "valid":
+        attrs["pads"] = [0, 0]
+    elif layer.padding == "same" and s == 1:  # TF: total (k-1)*d, the extra one at the end
+        total = (ksz - 1) * d
+        attrs["pads"] = [total // 2, total - total // 2]
+    elif layer.padding == "same":
+        attrs["auto_pad"] = "SAME_UPPER"  # onnxruntime: no dilation with auto_pad
+    elif layer.padding == "causal":
+        attrs["pads"] = [(ksz - 1) * d, 0]
+    else:
+        raise _err(layer, f"padding={layer.padding!r} is not supported")
+    ins = [xin, w] + ([g.const(_w(layer.bias), hint=f"{layer.name}/bias")] if layer.use_bias else [])
+    y = g.op("Conv", ins, hint=layer.name, **attrs)
+    y = g.transpose(y, [0, 2, 1])
+    return Value(ctx.activation(y, layer.activation, layer))
+
+
+# --------------------------------------------------------------------------- shape layers
+@ONNX_LAYERS.register("Flatten")
+def convert_flatten(ctx, layer, args, kwargs):
+    x = _first(args)
+    if x.rank <= 2:
+        return Value(x.name)
+    return Value(ctx.graph.op("Flatten", [x.name], axis=1, hint=layer.name))
+
+
+@ONNX_LAYERS.register("Reshape")
+def convert_reshape(ctx, layer, args, kwargs):
+    g = ctx.graph
+    x = _first(args)
+    target = [0] + [int(d) for d in layer.target_shape]
+    return Value(g.op("Reshape", [x.name, g.i64(target)], hint=layer.name))
+
+
+@ONNX_LAYERS.register("RepeatVector")
+def convert_repeat_vector(ctx, layer, args, kwargs):
+    g = ctx.graph
+    x = _first(args)
+    y = g.op("Tile", [g.unsqueeze(x.name, [1]), g.i64([1, int(layer.n), 1])], hint=layer.name)
+    return Value(y)
+
+
+@ONNX_LAYERS.register("Permute")
+def convert_permute(ctx, layer, args, kwargs):
+    x = _first(args)
+    return Value(ctx.graph.transpose(x.name, [0] + [int(d) for d in layer.dims]))
+
+
+# --------------------------------------------------------------------------- merging
+def _merge_mask(ctx, values: list[Value]):
+    """Keras Merge/Concatenate.compute_mask: OR of the masks, None when any input has none."""
+    masks = [v.mask for v in values]
+    if any(m is None for m in masks):
+        return None
+    out = masks[0]
+    for m in masks[1:]:
+        out = ctx.graph.op("Or", [out, m])
+    return out
+
+
+def _inputs_list(args) -> list[Value]:
+    return list(args[0]) if isinstance(args[0], (list, tuple)) else list(args)
+
+
+def _elementwise(onnx_op):
+    def convert(ctx, layer, args, kwargs):
+        g = ctx.graph
+        xs = _inputs_list(args)
+        y = xs[0].name
+        for v in xs[1:]:
+            y = g.op(onnx_op, [y, v.name])
+        return Value(y, mask=_merge_mask(ctx, xs))
+
+    return convert
+
+
+ONNX_LAYERS.register("Add")(_elementwise("Add"))
+ONNX_LAYERS.register("Multiply")(_elementwise("Mul"))
+ONNX_LAYERS.register("Subtract")(_elementwise("Sub"))
+
+
+@ONNX_LAYERS.register("Average")
+def convert_average(ctx, layer, args, kwargs):
+    g = ctx.graph
+    xs = _inputs_list(args)
+    y = xs[0].name
+    for v in xs[1:]:
+        y = g.op("Add", [y, v.name])
+    return Value(g.op("Div", [y, g.const(np.float32(len(xs)))], hint=layer.name), mask=_merge_mask(ctx, xs))
+
+
+@ONNX_LAYERS.register("Maximum", "Minimum")
+def convert_maxmin(ctx, layer, args, kwargs):
+    xs = _inputs_list(args)
+    if any(v.mask is not None for v in xs):
+        raise _err(layer, "masked Maximum/Minimum is not supported")
+    op = "Max" if type(layer).__name__ == "Maximum" else "Min"
+    return Value(ctx.graph.op(op, [v.name for v in xs], hint=layer.name))
+
+
+@ONNX_LAYERS.register("Concatenate")
+def convert_concatenate(ctx, layer, args, kwargs):
+    xs = _inputs_list(args)
+    axis = layer.axis
+    mask = None
+    if any(v.mask is not None for v in xs):
+        if axis % xs[0].rank != xs[0].rank - 1:
+            raise _err(layer, "masked Concatenate along a non-feature axis is not supported")
+        mask = _merge_mask(ctx, xs)
+    return Value(ctx.graph.op("Concat", [v.name for v in xs], axis=int(axis), hint=layer.name), mask=mask)
+
+
+# --------------------------------------------------------------------------- attention
+@ONNX_LAYERS.register("Attention")
+def convert_attention(ctx, layer, args, kwargs):
+    """keras.layers.Attention (Luong): score_mode dot/concat, use_scale, masks, causal mask."""
+    g = ctx.graph
+    ins = _inputs_list(args)
+    q, v = ins[0], ins[1]
+    k = ins[2] if len(ins) > 2 else v
+    mask = ctx.call_mask(args, kwargs)
+    q_mask, v_mask = (list(mask) + [None, None])[:2] if isinstance(mask, list) else (None, None)
+    if getattr(layer, "score_mode", "dot") == "dot":
+        scores = g.op("MatMul", [q.name, g.transpose(k.name, [0, 2, 1])])
+        if layer.scale is not None:
+            scores = g.op("Mul", [scores, g.const(_w(layer.scale).reshape(()))])
+    elif layer.score_mode == "concat":
+        s = g.op("Add", [g.unsqueeze(q.name, [2]), g.unsqueeze(k.name, [1])])  # (B,Tq,Tv,D)
+        if layer.scale is not None:
+            s = g.op("Mul", [s, g.const(_w(layer.scale).reshape(()))])
+        scores = g.reduce("ReduceSum", g.op("Tanh", [s]), [-1], keepdims=0)
+        scores = g.op("Mul", [scores, g.const(_w(layer.concat_score_weight).reshape(()))])
+    else:
+        raise _err(layer, f"score_mode={layer.score_mode!r} is not supported")
+    score_mask = None
+    if v_mask is not None:
+        score_mask = g.unsqueeze(v_mask, [1])  # (B,1,Tv)
+    if kwargs.get("use_causal_mask"):
+        tq = g.shape(scores, 1, 2)
+        tv = g.shape(scores, 2, 3)
+        ones = g.op("ConstantOfShape", [g.op("Concat", [tq, tv], axis=0)],
+                    value=_tensor_attr(np.ones(1, np.float32)))
+        causal = g.cast(g.op("Trilu", [ones], upper=0), np.bool_)  # row >= col
+        score_mask = causal if score_mask is None else g.op("And", [score_mask, causal])
+    if score_mask is not None:
+        pad = g.cast(g.op("Not", [score_mask]), np.float32)
+        scores = g.op("Sub", [scores, g.op("Mul", [pad, g.const(np.float32(1e9))])])
+    weights = g.op("Softmax", [scores], axis=-1)
+    out = g.op("MatMul", [weights, v.name], hint=layer.name)
+    if q_mask is not None:
+        out = g.op("Mul", [out, g.unsqueeze(ctx.mask_float(q_mask), [2])])
+    res = [Value(out, mask=q_mask)]
+    if kwargs.get("return_attention_scores"):
+        res.append(Value(weights))
+        return res
+    return res[0]
+
+
+def _tensor_attr(arr):
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(arr)
+
+
+@ONNX_LAYERS.register("MultiHeadAttention")
+def convert_mha(ctx, layer, args, kwargs):
+    g = ctx.graph
+    q = args[0]
+    v = args[1] if len(args) > 1 else kwargs.get("value")
+    k = args[2] if len(args) > 2 else (kwargs.get("key") or v)
+    key_given = len(args) > 2 or isinstance(kwargs.get("key"), Value)
+
+    def mask_of(kw, v: Value | None):  # Keras 3 fills `<arg>_mask` from the tensor's mask
+        m = kwargs.get(kw)
+        if isinstance(m, Value):
+            return ctx.as_bool(m.name, m.dtype)
+        return v.mask if v is not None else None
+
+    q_mask, v_mask = mask_of("query_mask", q), mask_of("value_mask", v)
+    k_mask = mask_of("key_mask", k if key_given else None)
+    am = kwargs.get("attention_mask")
+    if getattr(layer, "_sliding_window", None) is not None:
+        raise _err(layer, "sliding-window attention is not supported by the ONNX exporter")
+    if q.rank != 3 or v.rank != 3:
+        raise _err(layer, "MultiHeadAttention is supported for (batch, time, features) inputs only")
+    nh, kd, vd = layer.num_heads, layer.key_dim, layer.value_dim
+
+    def proj(x: Value, dense, depth):
+        kern = _w(dense.kernel)  # (dim, heads, depth)
+        y = g.op("MatMul", [x.name, g.const(kern.reshape(kern.shape[0], -1), hint=f"{dense.name}/kernel")])
+        if dense.bias is not None:
+            y = g.op("Add", [y, g.const(_w(dense.bias).reshape(-1), hint=f"{dense.name}/bias")])
+        y = g.op("Reshape", [y, g.i64([0, 0, nh, depth])])
+        return g.transpose(y, [0, 2, 1, 3])  # (B, heads, T, depth)
+
+    qh = proj(q, layer._query_dense, kd)
+    kh = proj(k, layer._key_dense, kd)
+    vh = proj(v, layer._value_dense, vd)
+    qh = g.op("Mul", [qh, g.const(np.float32(1.0 / np.sqrt(float(kd))))])
+    scores = g.op("MatMul", [qh, g.transpose(kh, [0, 1, 3, 2])])  # (B, h, Tq, Tk)
+    # attention mask (B, T, S), as MultiHeadAttention._compute_attention_mask
+    parts = []
+    if q_mask is not None:
+        parts.append(g.unsqueeze(q_mask, [2]))
+    for m in (v_mask, k_mask):
+        if m is not None:
+            parts.append(g.unsqueeze(m, [1]))
+    if kwargs.get("use_causal_mask"):
+        tq = g.shape(scores, 2, 3)
+        tv = g.shape(scores, 3, 4)
+        ones = g.op("ConstantOfShape", [g.op("Concat", [tq, tv], axis=0)],
+                    value=_tensor_attr(np.ones(1, np.float32)))
+        parts.append(g.unsqueeze(g.cast(g.op("Trilu", [ones], upper=0), np.bool_), [0]))
+    if isinstance(am, Value):
+        parts.append(ctx.as_bool(am.name, am.dtype) if am.dtype == "bool" else
+                     g.op("Greater", [am.name, g.const(np.asarray(0.5, am.dtype))]))
+    mask4 = None
+    if parts:
+        m = parts[0]
+        for p_ in parts[1:]:
+            m = g.op("And", [m, p_])
+        mask4 = g.unsqueeze(m, [1])  # (B, 1, T, S)
+        scores = g.op("Where", [mask4, scores, g.const(np.float32(-1e9))])
+    weights = g.op("Softmax", [scores], axis=-1)
+    if mask4 is not None:  # Keras zeroes masked positions after the softmax
+        weights = g.op("Where", [mask4, weights, g.const(np.float32(0))])
+    att = g.op("MatMul", [weights, vh])  # (B, h, Tq, vd)
+    att = g.op("Reshape", [g.transpose(att, [0, 2, 1, 3]), g.i64([0, 0, nh * vd])])
+    od = layer._output_dense
+    ok = _w(od.kernel)  # (heads, vd, out)
+    y = g.op("MatMul", [att, g.const(ok.reshape(nh * vd, -1), hint=f"{od.name}/kernel")])
+    if od.bias is not None:
+        y = g.op("Add", [y, g.const(_w(od.bias).reshape(-1), hint=f"{od.name}/bias")], hint=layer.name)
+    if kwargs.get("return_attention_scores"):
+        return [Value(y, mask=q.mask), Value(weights)]
+    return Value(y, mask=q.mask)
+
+
+@ONNX_LAYERS.register("ops.ConvertToTensor")
+def convert_convert_to_tensor(ctx, op, args, kwargs):
+    x = args[0]
+    dtype = kwargs.get("dtype", getattr(op, "dtype", None))
+    if dtype is not None and np.dtype(str(dtype)).name != x.dtype:
+        return Value(ctx.graph.cast(x.name, np.dtype(str(dtype))), mask=x.mask)
+    return Value(x.name, mask=x.mask)
+
+
+@ONNX_LAYERS.register("Functional", "Sequential", "Model")
+def convert_nested_model(ctx, layer, args, kwargs):
+    """A model used as a layer: its nodes are inlined."""
+    from dataclasses import replace
+
+    from converters.onnx.graph import _functional_of, walk_nodes
+
+    sub = _functional_of(layer)
+    x = args[0]
+    if isinstance(x, dict):
+        ins = [x[t._keras_history.operation.name] for t in sub.inputs]
+    else:
+        ins = list(x) if isinstance(x, (list, tuple)) else [x]
+    if len(ins) != len(sub.inputs):
+        raise _err(layer, f"called with {len(ins)} inputs, the model has {len(sub.inputs)}")
+    values = {id(t): replace(v, shape=tuple(t.shape)) for t, v in zip(sub.inputs, ins)}
+    walk_nodes(ctx, sub, values)
+    outs = [values[id(t)] for t in sub.outputs]
+    return outs if len(outs) > 1 else outs[0]

@@ -1,0 +1,88 @@
+"""The "ort" format: ONNX Runtime's mobile/minimal-build format, via onnxruntime.tools.
+
+Exports the native ONNX graph to a temporary folder, converts it with
+``onnxruntime.tools.convert_onnx_models_to_ort`` (Fixed optimisation style), then moves
+``model.ort`` and ``required_operators.config`` (for a reduced onnxruntime build) into the
+output folder and checks model.ort against Keras in onnxruntime.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from converters.registry import ExportOptions
+from rnnedge.errors import ConversionError, MissingDependencyError
+
+
+def export_ort(model, out_dir: Path, options: ExportOptions | None = None) -> dict[str, dict]:
+    from converters.onnx.exporter import build_onnx, ort_session, self_check
+    from rnnedge.manifest import atomic_path, package_versions
+
+    try:
+        from onnxruntime.tools.convert_onnx_models_to_ort import (
+            OptimizationStyle,
+            convert_onnx_models_to_ort,
+        )
+    except ImportError as e:
+        raise MissingDependencyError("onnxruntime (tools)", "pip install onnxruntime") from e
+    options = options or ExportOptions()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mp, info = build_onnx(model, options)
+    with tempfile.TemporaryDirectory(prefix="rnnedge-ort-") as tmp:
+        tmp = Path(tmp)
+        src = tmp / "src" / "model.onnx"
+        src.parent.mkdir()
+        src.write_bytes(mp.SerializeToString())
+        log = io.StringIO()
+        tool_log = logging.getLogger("ort_format_model.utils")  # logs an INFO line per config file
+        old_level = tool_log.level
+        tool_log.setLevel(logging.WARNING)
+        try:
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                convert_onnx_models_to_ort(src, output_dir=tmp / "out",
+                                           optimization_styles=[OptimizationStyle.Fixed])
+        except Exception as e:  # noqa: BLE001
+            raise ConversionError(f"onnxruntime could not convert the model to ORT format: {e}\n"
+                                  f"{log.getvalue()[-2000:]}", fmt="ort") from e
+        finally:
+            tool_log.setLevel(old_level)
+        ort_files = sorted((tmp / "out").rglob("*.ort"))
+        configs = sorted((tmp / "out").rglob("*.config"))
+        if len(ort_files) != 1 or len(configs) != 1:
+            raise ConversionError(f"unexpected ORT conversion output: {[p.name for p in (tmp / 'out').rglob('*')]}",
+                                  fmt="ort")
+        with atomic_path(out_dir / "model.ort") as p:
+            shutil.copyfile(ort_files[0], p)
+        with atomic_path(out_dir / "required_operators.config") as p:
+            shutil.copyfile(configs[0], p)
+    sess = ort_session(str(out_dir / "model.ort"))
+    check = self_check(model, sess, info, batch=options.batch_size or 2, seq_len=options.seq_len)
+    ops_cfg = (out_dir / "required_operators.config").read_text()
+    entry = {
+        "format": "ort",
+        "opset": info["opset"],
+        "source_ir_version": info["ir_version"],
+        "optimization_style": "Fixed",
+        "inputs": info["inputs"],
+        "outputs": info["outputs"],
+        "dynamic_axes": info["dynamic_axes"],
+        "op_types": info["op_types"],
+        "converter": "rnnedge native ONNX + onnxruntime.tools.convert_onnx_models_to_ort",
+        "versions": package_versions("onnx", "onnxruntime", "keras", "tensorflow"),
+        "self_check": check,
+    }
+    if info["notes"]:
+        entry["notes"] = info["notes"]
+    return {
+        "model.ort": entry,
+        "required_operators.config": {
+            "format": "ort-required-operators",
+            "for": "model.ort",
+            "operators": [l for l in ops_cfg.splitlines() if l and not l.startswith("#")],
+        },
+    }

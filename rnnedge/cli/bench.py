@@ -1,0 +1,90 @@
+"""``rnnedge bench ARTIFACT...``: time artifacts in their runtimes (a thin CLI over rnnedge.bench)."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from rnnedge.cli.run import _errors_to_exit
+
+
+def _int_list(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        out = [int(x) for x in str(value).replace(" ", "").split(",") if x]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+    if not out or any(x < 1 for x in out):
+        raise click.BadParameter(f"expected positive integers, got {value!r}")
+    return out
+
+
+@click.command("bench")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--provider", multiple=True, default=["cpu"], show_default=True,
+              help="onnxruntime execution provider(s) for ONNX/ORT artifacts (repeat or comma-separate): "
+                   "cpu, cuda, tensorrt, openvino, xnnpack, nnapi, coreml, dml")
+@click.option("--batch-size", "batch_sizes", default="1", show_default=True, callback=_int_list,
+              help="batch sizes, e.g. 1,8,32")
+@click.option("--seq-len", "seq_lens", default=None, callback=_int_list,
+              help="sequence lengths, e.g. 50,100 (default: the model's fixed length, else 100)")
+@click.option("--warmup", default=5, show_default=True, type=click.IntRange(min=0))
+@click.option("--runs", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--threads", type=click.IntRange(min=1), help="runtime threads (all runtimes)")
+@click.option("--io-binding", is_flag=True, help="ONNX: device-resident inputs; time the run apart from host copies")
+@click.option("--interpreter", default="auto", show_default=True,
+              type=click.Choice(["auto", "litert", "tflite_runtime", "tf"]), help="TFLite interpreter")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, allow_dash=True),
+              help="write the result JSON here ('-' = stdout; the table then goes to stderr)")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False), help="write one CSV row per case")
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="write a PNG plot (p50 by batch size)")
+@click.option("--no-progress", is_flag=True, help="no progress bar on stderr")
+@_errors_to_exit
+def command(artifacts, provider, batch_sizes, seq_lens, warmup, runs, threads, io_binding, interpreter,
+            json_file, csv_file, plot_file, no_progress):
+    """Benchmark ARTIFACTS (.onnx, .ort, .tflite, .keras, TF.js) on generated inputs.
+
+    Reports session creation, first inference, latency p50/p90/p99, throughput, peak RSS and
+    size per artifact x provider x batch size x sequence length, and the speed-up over the
+    .keras reference (or the first artifact).
+    """
+    from rich.console import Console
+
+    from rnnedge import bench as B
+
+    result = B.bench(list(artifacts), provider=list(provider), batch_sizes=batch_sizes, seq_lens=seq_lens,
+                     warmup=warmup, runs=runs, threads=threads, io_binding=io_binding,
+                     interpreter=interpreter, progress=not no_progress)
+    to_stdout = json_file == "-"
+    con = Console(stderr=to_stdout, width=None if sys.stdout.isatty() else 200)
+    con.print(B.table(result))
+    for s in result["skipped"]:
+        con.print(f"[yellow]skipped[/] {s['artifact']} batch {s['batch_size']} seq {s['seq_len']}: {s['reason']}")
+    for n in result["notes"]:
+        con.print(f"[yellow]note[/] {n}")
+    for c in result["cases"]:
+        w = c["info"].get("placement_warning")
+        if w:
+            con.print(f"[yellow]placement[/] {c['artifact']}: {w}")
+    con.print(f"peak memory: {result['memory_method']}")
+    la, cores = (result.get("load_average") or {}).get("end"), result["machine"].get("cores") or 1
+    if la is not None and la > cores:
+        con.print(f"[yellow]note[/] load average {la:.1f} on {cores} cores: other jobs were running, "
+                  "latencies are inflated and noisy")
+    if to_stdout:
+        click.echo(json.dumps(result, default=float))
+    elif json_file:
+        B.write_json(result, json_file)
+        con.print(f"JSON written to {json_file}")
+    if csv_file:
+        B.write_csv(result, csv_file)
+        con.print(f"CSV written to {csv_file}")
+    if plot_file:
+        B.plot(result, plot_file)
+        con.print(f"plot written to {plot_file}")
+    if not result["cases"]:
+        from rnnedge.errors import RnnedgeError
+
+        raise RnnedgeError("no benchmark case could run (see the skipped lines above)")

@@ -1,0 +1,96 @@
+"""``rnnedge quantize DIR --mode int8 ...``: quantized artifacts next to the float ones."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+
+from rnnedge.quantize import MODES
+
+
+def _errors_to_exit(fn):
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        from rnnedge.errors import RnnedgeError
+
+        try:
+            return fn(*a, **kw)
+        except RnnedgeError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+
+    return wrapper
+
+
+def _size(n) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
+
+
+@click.command("quantize")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--mode", "-m", "modes", multiple=True, required=True,
+              help=f"quantization mode, repeatable or comma-separated: {', '.join(MODES)}")
+@click.option("--format", "-f", "fmt", default="all", show_default=True,
+              type=click.Choice(["onnx", "tflite", "all"]), help="which float artifacts to quantize")
+@click.option("--calibration", type=click.Path(exists=True, dir_okay=False),
+              help="model-ready inputs for calibration (.npy single input, .npz by input name)")
+@click.option("--calibration-samples", default=200, show_default=True, type=click.IntRange(min=1),
+              help="how many generated samples calibrate static/int8 modes without --calibration")
+@click.option("--per-channel", is_flag=True, help="per-channel weight scales (ONNX)")
+@click.option("--reduce-range/--no-reduce-range", default=None,
+              help="7-bit weights (default: on for x86 without VNNI, as detected in /proc/cpuinfo)")
+@click.option("--fp16-keep-recurrent-float", is_flag=True, default=None,
+              help="fp16: keep LSTM/GRU/RNN weights float32 in the file (default: fp16, cast by onnxruntime)")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True),
+              help="write the results as JSON to FILE ('-' for stdout)")
+@_errors_to_exit
+def command(folder, modes, fmt, calibration, calibration_samples, per_channel, reduce_range,
+            fp16_keep_recurrent_float, json_out):
+    """Quantize the float artifacts in FOLDER (an export folder with manifest.json).
+
+    Writes model.<mode>.onnx / model.<mode>.tflite next to the float files and records
+    mode, source, sizes and ratio in manifest.json. Exit 1 when a mode failed.
+    """
+    from rnnedge.quantize import quantize
+
+    mode_list = [m.strip() for s in modes for m in s.split(",") if m.strip()]
+    res = quantize(folder, mode_list, formats=fmt, calibration=calibration, per_channel=per_channel,
+                   reduce_range=reduce_range, calibration_samples=calibration_samples,
+                   keep_recurrent_float=fp16_keep_recurrent_float)
+    failed = [n for n, e in res.items() if "error" in e]
+    if json_out:
+        from rnnedge.manifest import _json_default
+
+        text = json.dumps(res, indent=2, default=_json_default)
+        if json_out == "-":
+            click.echo(text)
+        else:
+            from rnnedge.manifest import write_bytes_atomic
+
+            write_bytes_atomic(json_out, (text + "\n").encode())
+    if json_out != "-":
+        from rich.table import Table
+
+        t = Table(title=f"quantize {folder}")
+        for c in ("artifact", "mode", "source", "before", "after", "ratio", "notes"):
+            t.add_column(c, overflow="fold")
+        for name, e in res.items():
+            q = e.get("quantization", {})
+            if "error" in e:
+                t.add_row(name, q.get("mode", "-"), q.get("source", "-"), "-", "-", "-",
+                          f"[red]error: {e['error']}[/]")
+                continue
+            notes = list(q.get("notes") or [])
+            if "reduce_range" in q:
+                notes.insert(0, f"reduce_range={q['reduce_range']} ({q.get('reduce_range_reason', '')})")
+            t.add_row(name, q.get("mode", "-"), q.get("source", "-"), _size(q.get("size_before")),
+                      _size(q.get("size_after")), f"{q.get('ratio', 0):.2f}", "; ".join(notes))
+        from rnnedge.cli.validate import _console
+
+        _console(json_out == "-").print(t)
+    if failed:
+        sys.exit(1)

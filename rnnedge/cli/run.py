@@ -1,0 +1,93 @@
+"""``rnnedge run ARTIFACT --input FILE``: run one artifact in its runtime on inputs from a file."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+
+import click
+
+
+def _errors_to_exit(fn):
+    """RnnedgeError -> one line on stderr and its exit code (UsageError 2, missing dependency 3...)."""
+
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        from rnnedge.errors import RnnedgeError
+
+        try:
+            return fn(*a, **kw)
+        except RnnedgeError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+
+    return wrapper
+
+
+@click.command("run")
+@click.argument("artifact", type=click.Path(exists=True))
+@click.option("--input", "-i", "input_file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="inputs: .npy (single input), .npz (by input name) or .json ({name: nested list})")
+@click.option("--output", "-o", "output_file", type=click.Path(dir_okay=False),
+              help="write the outputs: .npz, .npy (single output) or .json, by extension")
+@click.option("--provider", default="cpu", show_default=True,
+              help="onnxruntime execution provider (ONNX/ORT artifacts): cpu, cuda, tensorrt, openvino, ...")
+@click.option("--threads", type=click.IntRange(min=1), help="runtime threads")
+@click.option("--interpreter", default="auto", show_default=True,
+              type=click.Choice(["auto", "litert", "tflite_runtime", "tf"]), help="TFLite interpreter")
+@click.option("--json", "as_json", is_flag=True, help="print machine-readable JSON (with the outputs) to stdout")
+@_errors_to_exit
+def command(artifact, input_file, output_file, provider, threads, interpreter, as_json):
+    """Run ARTIFACT (.onnx, .ort, .tflite, .keras, TF.js folder) on the inputs in FILE."""
+    import numpy as np
+
+    from rnnedge.runtime import open_runner, runner_kind
+    from rnnedge.runtime.io import read_inputs, write_outputs
+
+    kind = runner_kind(artifact)
+    opts = {}
+    if threads:
+        opts["threads"] = threads
+    if kind == "onnxruntime":
+        opts["provider"] = provider
+    elif kind == "tflite":
+        opts["interpreter"] = interpreter
+    with open_runner(artifact, **opts) as runner:
+        feeds = read_inputs(input_file, runner.inputs)
+        t0 = time.perf_counter()
+        outs = runner.run(feeds)
+        ms = (time.perf_counter() - t0) * 1e3
+        info = dict(runner.info)
+    if output_file:
+        write_outputs(output_file, outs)
+    if as_json:
+        doc = {
+            "artifact": artifact, "runtime": info.get("runtime"), "provider": info.get("provider"),
+            "latency_ms": ms, "load_ms": (runner.load_seconds or 0) * 1e3,
+            "inputs": {k: {"shape": list(v.shape), "dtype": v.dtype.name} for k, v in feeds.items()},
+            "outputs": {k: {"shape": list(np.shape(v)), "dtype": np.asarray(v).dtype.name,
+                            "data": np.asarray(v).tolist()} for k, v in outs.items()},
+            "output_file": output_file,
+        }
+        click.echo(json.dumps(doc))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    con.print(f"[bold]{artifact}[/] - {info.get('runtime')} / {info.get('provider', '-')}: "
+              f"load {(runner.load_seconds or 0) * 1e3:.1f} ms, run {ms:.2f} ms "
+              f"(inputs {', '.join(f'{k} {list(v.shape)}' for k, v in feeds.items())})")
+    t = Table(show_header=True)
+    for col in ("output", "shape", "dtype", "min", "max", "mean", "first values"):
+        t.add_column(col)
+    for k, v in outs.items():
+        a = np.asarray(v)
+        num = a.size and a.dtype.kind in "iufb"
+        first = ", ".join(f"{x:.4g}" if a.dtype.kind == "f" else str(x) for x in a.reshape(-1)[:4])
+        t.add_row(k, str(list(a.shape)), a.dtype.name, f"{a.min():.4g}" if num else "-",
+                  f"{a.max():.4g}" if num else "-", f"{a.mean():.4g}" if num else "-", first)
+    con.print(t)
+    if output_file:
+        con.print(f"outputs written to {output_file}")

@@ -1,0 +1,144 @@
+"""``rnnedge validate DIR``: every artifact against reference.keras, on the same inputs.
+
+Exit codes: 0 every artifact passed (skips allowed), 1 one failed or errored, 2 bad input
+(no manifest.json / reference.keras, unknown artifact name, bad option).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+
+
+def _errors_to_exit(fn):
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        from rnnedge.errors import RnnedgeError
+
+        try:
+            return fn(*a, **kw)
+        except RnnedgeError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+
+    return wrapper
+
+
+def _tol_option(values: tuple[str, ...], what: str):
+    """``1e-3`` (every precision) or ``fp16=1e-3`` (repeatable) -> float | dict | None."""
+    from rnnedge.errors import UsageError
+
+    if not values:
+        return None
+    out: dict = {}
+    for v in values:
+        key, _, num = v.rpartition("=")
+        try:
+            x = float(num)
+        except ValueError:
+            raise UsageError(f"--{what} {v!r}: expected a number or PRECISION=NUMBER") from None
+        if key:
+            out[key] = x
+        else:
+            if len(values) == 1:
+                return x
+            out["*"] = x
+    if "*" in out:
+        from rnnedge.validate import TOLERANCES
+
+        default = out.pop("*")
+        out = {**{p: default for p in TOLERANCES}, **out}
+    return out
+
+
+def _fmt(x, spec=".2e"):
+    return "-" if x is None else format(x, spec)
+
+
+def render(report: dict, console) -> None:
+    """A table (one row per artifact output) and one line per artifact that did not pass."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    colors = {"pass": "green", "fail": "red", "error": "red", "skipped": "yellow"}
+    t = Table(title=f"parity vs {report['reference']} ({report['samples']} samples/length, seed {report['seed']})")
+    for c in ("artifact", "precision", "output", "verdict", "max abs", "mean abs", "max rel", "cosine",
+              "top-1", "atol/rtol"):
+        t.add_column(c, no_wrap=c in ("max abs", "mean abs", "max rel", "cosine", "top-1"))
+    for name, row in report["artifacts"].items():
+        tol = row.get("tolerance") or {}
+        tol_s = f"{tol.get('atol', 0):g}/{tol.get('rtol', 0):g}" + (
+            f" top-1>={tol['min_agreement']:g}" if "min_agreement" in tol else "")
+        v = row["verdict"]
+        outs = row.get("outputs") or {}
+        if not outs:
+            t.add_row(escape(name), str(row.get("precision")), "-", f"[{colors.get(v, 'white')}]{v}[/]",
+                      "-", "-", "-", "-", "-", tol_s)
+            continue
+        for i, (oname, m) in enumerate(outs.items()):
+            ov = m["verdict"]
+            by = " (top-1)" if m["judged_by"] != "atol/rtol" else ""
+            t.add_row(escape(name) if i == 0 else "", str(row.get("precision")) if i == 0 else "",
+                      escape(oname), f"[{colors.get(ov, 'white')}]{ov}{by}[/]",
+                      _fmt(m["max_abs"]), _fmt(m["mean_abs"]), _fmt(m["max_rel"]), _fmt(m["cosine"], ".6f"),
+                      _fmt(m.get("top1_agreement"), ".3f"), tol_s if i == 0 else "")
+    console.print(t)
+    for name, row in report["artifacts"].items():
+        v = row["verdict"]
+        extra = "; ".join(row.get("notes") or [])
+        if v != "pass":
+            console.print(f"[{colors.get(v, 'white')}]{v.upper()}[/] {escape(name)}: "
+                          f"{escape(row.get('message', ''))}" + (f" ({escape(extra)})" if extra else ""))
+        elif extra:
+            console.print(f"note {escape(name)}: {escape(extra)}")
+    s = report["summary"]
+    console.print(f"{s['pass']} passed, {s['fail']} failed, {s['error']} errors, {s['skipped']} skipped"
+                  f" -> exit {report['exit_code']}")
+
+
+def _console(stderr: bool):
+    from rich.console import Console
+
+    c = Console(stderr=stderr, highlight=False)
+    if not c.is_terminal:
+        c = Console(stderr=stderr, highlight=False, width=160)
+    return c
+
+
+@click.command("validate")
+@click.argument("folder", type=click.Path())
+@click.option("--artifact", "-a", "artifacts", multiple=True,
+              help="validate only this artifact (a manifest name, e.g. model.onnx); repeatable")
+@click.option("--samples", "-n", default=64, show_default=True, type=click.IntRange(min=1),
+              help="inputs per sequence length")
+@click.option("--atol", multiple=True, help="absolute tolerance: NUMBER for every precision, or PRECISION=NUMBER "
+              "(float32, float32-tfjs, fp16, int8, uint8, int8-static, dynamic); repeatable")
+@click.option("--rtol", multiple=True, help="relative tolerance, same form as --atol")
+@click.option("--min-agreement", type=click.FloatRange(0, 1),
+              help="top-1 agreement needed by 8-bit classifier outputs (default 0.98)")
+@click.option("--seed", default=0, show_default=True, type=int, help="seed of the generated inputs")
+@click.option("--calibration", type=click.Path(exists=True, dir_okay=False),
+              help="use these model-ready inputs (.npy / .npz by input name) instead of generated ones")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True),
+              help="write the report as JSON to FILE ('-' for stdout; the table then goes to stderr)")
+@click.option("--no-manifest", is_flag=True, help="do not write the parity figures into manifest.json")
+@_errors_to_exit
+def command(folder, artifacts, samples, atol, rtol, min_agreement, seed, calibration, json_out, no_manifest):
+    """Run reference.keras and every artifact of FOLDER on the same inputs and compare."""
+    from rnnedge.manifest import _json_default, write_bytes_atomic
+    from rnnedge.validate import validate
+
+    report = validate(folder, artifacts=list(artifacts) or None, samples=samples,
+                      atol=_tol_option(atol, "atol"), rtol=_tol_option(rtol, "rtol"),
+                      min_agreement=min_agreement, seed=seed, calibration=calibration,
+                      write_manifest=not no_manifest)
+    if json_out:
+        text = json.dumps(report, indent=2, default=_json_default)
+        if json_out == "-":
+            click.echo(text)
+        else:
+            write_bytes_atomic(json_out, (text + "\n").encode())
+    render(report, _console(json_out == "-"))
+    sys.exit(report["exit_code"])

@@ -1,0 +1,45 @@
+"""``rnnedge verify BUNDLE``: hashes, model load, recorded sample. Exit 0 ok, 1 failed, 2 bad input."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.command("verify")
+@click.argument("bundle", type=click.Path(exists=True))
+@click.option("--runtime", type=click.Choice(["litert", "tflite-runtime", "onnxruntime"]), default=None,
+              help="Run the sample on this runtime instead of the bundle's.")
+@click.option("--python", "python", default=None,
+              help="Run predict.py --self-test with this interpreter (e.g. a venv's python) instead of in-process.")
+@click.option("--hashes-only", is_flag=True, help="Only check the files' sha256; do not load the model.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def command(bundle, runtime, python, hashes_only, as_json):
+    """Verify a deployment BUNDLE (folder or .tar.gz): every file's sha256 matches manifest.json,
+    the model loads, and the recorded sample reproduces its Keras output within tolerance."""
+    from rnnedge.deploy import verify
+
+    rep = verify(bundle, runtime=runtime, python=python, run_model=not hashes_only)
+    if as_json:
+        from rnnedge.cli import print_json
+
+        print_json(rep.to_dict())
+        sys.exit(0 if rep.ok else 1)
+    from rich.console import Console
+    from rich.table import Table
+
+    c = Console(highlight=False, soft_wrap=True)
+    t = Table(title=f"verify {bundle}")
+    for col in ("check", "file", "result", "detail"):
+        t.add_column(col, overflow="fold")
+    for ch in rep.checks:
+        t.add_row(ch["check"], ch["file"] or "", "[green]ok[/]" if ch["ok"] else "[red]FAIL[/]", ch["detail"])
+    c.print(t)
+    for w in rep.warnings:
+        c.print(f"[yellow]warning:[/] {w}")
+    if rep.ok:
+        c.print("[bold green]OK[/]: the bundle is intact and reproduces its sample")
+    else:
+        for e in rep.errors:
+            c.print(f"[bold red]FAIL:[/] {e}")
+    sys.exit(0 if rep.ok else 1)

@@ -1,0 +1,443 @@
+#!/usr/bin/env python3
+"""Run the model of this bundle (made by `rnnedge deploy`) on a Raspberry Pi or any machine.
+
+Needs numpy and ONE runtime (see requirements.txt): ai-edge-litert or tflite-runtime for a
+.tflite model, onnxruntime for a .onnx/.ort model. No TensorFlow, no rnnedge.
+
+    python predict.py --self-test                        # sample_input -> compare with sample_output
+    python predict.py --input x.npy --output y.npy       # raw model input (batch 1); .npz for several inputs
+    python predict.py --text "a wonderful film"          # text models: tokenized like at training
+    python predict.py --csv series.csv [--column value]  # window models: scale, last W rows
+    some_producer | python predict.py --stream           # one text (or one number) per line
+
+Everything the model needs to prepare raw inputs is in preprocess.json; manifest.json names the
+model file, its inputs/outputs and the runtime it was built for.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+TOKEN_PATTERN = r"[a-z0-9']+"
+TFLITE_ORDER = ("litert", "tflite-runtime")
+
+
+class BundleError(Exception):
+    """A problem with the bundle or the input (printed as one line, exit code 1)."""
+
+
+def _load_json(folder: Path, name: str) -> dict:
+    p = folder / name
+    if not p.exists():
+        return {}
+    with open(p) as f:
+        return json.load(f)
+
+
+# --------------------------------------------------------------------------- runtimes
+def _tflite_interpreter(which: str):
+    """(Interpreter class, runtime name, version) for 'litert' or 'tflite-runtime'."""
+    if which == "litert":
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            from importlib.metadata import version
+
+            v = version("ai-edge-litert")
+        except Exception:  # pragma: no cover - metadata missing
+            v = "?"
+        return Interpreter, "litert", v
+    if which == "tflite-runtime":
+        import tflite_runtime
+        from tflite_runtime.interpreter import Interpreter
+
+        return Interpreter, "tflite-runtime", getattr(tflite_runtime, "__version__", "?")
+    raise BundleError(f"unknown TFLite runtime {which!r}")
+
+
+class Model:
+    """The bundle's model in its runtime. ``run(feeds) -> list of outputs`` (batch 1)."""
+
+    def __init__(self, bundle_dir=HERE, runtime: str | None = None, threads: int | None = None):
+        self.dir = Path(bundle_dir)
+        self.manifest = _load_json(self.dir, "manifest.json")
+        if not self.manifest:
+            raise BundleError(f"{self.dir}: no manifest.json")
+        self.model_file = self.manifest["model"]["file"]
+        self.inputs = self.manifest["model"]["inputs"]
+        self.outputs = self.manifest["model"]["outputs"]
+        path = self.dir / self.model_file
+        if not path.exists():
+            raise BundleError(f"{path}: model file missing")
+        wanted = runtime or self.manifest.get("runtime", "litert")
+        if path.suffix in (".onnx", ".ort"):
+            self._load_onnx(path, threads)
+        else:
+            self._load_tflite(path, wanted, threads)
+
+    # -- onnxruntime
+    def _load_onnx(self, path: Path, threads):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise BundleError("onnxruntime is not installed: pip install -r requirements.txt") from None
+        so = ort.SessionOptions()
+        if threads:
+            so.intra_op_num_threads = threads
+        self._sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.runtime, self.runtime_version = "onnxruntime", ort.__version__
+        self._in_names = [i.name for i in self._sess.get_inputs()]
+        self._kind = "onnx"
+
+    # -- LiteRT / tflite-runtime (bundle's runtime first, then the other)
+    def _load_tflite(self, path: Path, wanted: str, threads):
+        order = [wanted] + [r for r in TFLITE_ORDER if r != wanted]
+        errors = []
+        for which in order:
+            try:
+                Interpreter, name, version = _tflite_interpreter(which)
+            except ImportError as e:
+                errors.append(f"{which}: {e}")
+                continue
+            try:
+                interp = Interpreter(model_path=str(path), num_threads=threads)
+                interp.allocate_tensors()
+            except (ValueError, RuntimeError) as e:  # e.g. an op version this runtime lacks
+                raise BundleError(f"{name} {version} cannot load {path.name}: {e}") from None
+            self._interp = interp
+            self.runtime, self.runtime_version = name, version
+            self._kind = "tflite"
+            self._bind_tflite()
+            return
+        raise BundleError("no TFLite runtime is installed (" + "; ".join(errors)
+                          + "): pip install -r requirements.txt")
+
+    def _bind_tflite(self):
+        """Map manifest input/output names to interpreter tensor indices."""
+        it = self._interp
+        details_in = it.get_input_details()
+        details_out = it.get_output_details()
+        sig = {}
+        try:
+            sigs = it._get_full_signature_list() if hasattr(it, "_get_full_signature_list") else {}
+            if len(sigs) == 1:
+                sig = next(iter(sigs.values()))
+        except Exception:
+            sig = {}
+        by_index = {d["index"]: d for d in details_in}
+
+        def strip(n):
+            n = re.sub(r":\d+$", "", n)
+            return n[len("serving_default_"):] if n.startswith("serving_default_") else n
+
+        self._in_idx = []
+        for pos, spec in enumerate(self.inputs):
+            idx = None
+            for key in (spec.get("signature_name"), spec["name"]):
+                if idx is None and key and key in (sig.get("inputs") or {}):
+                    idx = sig["inputs"][key]
+            if idx is None:
+                named = [d["index"] for d in details_in
+                         if d["name"] == spec.get("tensor") or strip(d["name"]) == spec["name"]]
+                idx = named[0] if named else details_in[pos]["index"]
+            self._in_idx.append(by_index[idx])
+        self._shapes = {d["index"]: [int(v) for v in d["shape"]] for d in self._in_idx}
+        if sig.get("outputs") and len(sig["outputs"]) == len(self.outputs):
+            names = sorted(sig["outputs"], key=lambda s: [int(t) if t.isdigit() else t
+                                                           for t in re.split(r"(\d+)", s)])
+            outs = {d["index"]: d for d in details_out}
+            self._out_idx = [outs.get(sig["outputs"][n], details_out[i]) for i, n in enumerate(names)]
+        else:
+            self._out_idx = details_out
+
+    def run(self, feeds) -> list:
+        if isinstance(feeds, np.ndarray):
+            feeds = [feeds]
+        if isinstance(feeds, dict):
+            try:
+                feeds = [feeds[i["name"]] for i in self.inputs]
+            except KeyError as e:
+                raise BundleError(f"missing input {e}; the model takes {[i['name'] for i in self.inputs]}") from None
+        if len(feeds) != len(self.inputs):
+            raise BundleError(f"the model takes {len(self.inputs)} input(s), got {len(feeds)}")
+        arrays = []
+        for spec, x in zip(self.inputs, feeds):
+            x = np.asarray(x, dtype=spec["dtype"])
+            want = [d for d in spec["shape"]]
+            if len(want) == x.ndim + 1:
+                x = x[None]
+            if x.ndim != len(want) or any(w not in (None, -1) and w != s for w, s in zip(want, x.shape)):
+                raise BundleError(f"input '{spec['name']}' must have shape {want}, got {list(x.shape)}")
+            arrays.append(x)
+        if self._kind == "onnx":
+            return [np.asarray(o) for o in self._sess.run(None, dict(zip(self._in_names, arrays)))]
+        it = self._interp
+        resized = False
+        for d, x in zip(self._in_idx, arrays):  # a free (time) axis: resize the tensor to this input
+            if self._shapes.get(d["index"]) != list(x.shape):
+                it.resize_tensor_input(d["index"], list(x.shape))
+                self._shapes[d["index"]] = list(x.shape)
+                resized = True
+        if resized:
+            it.allocate_tensors()
+        # fused sequence-LSTM ops keep their state in variables between invokes: every call is a
+        # new sequence, so start from zero state (streaming models carry state explicitly instead)
+        if hasattr(it, "reset_all_variables"):
+            it.reset_all_variables()
+        for d, x in zip(self._in_idx, arrays):
+            it.set_tensor(d["index"], x)
+        it.invoke()
+        return [np.array(it.get_tensor(d["index"])) for d in self._out_idx]
+
+
+# --------------------------------------------------------------------------- preprocessing
+class Preprocess:
+    """Raw input -> model input, exactly as at training (see preprocess.json)."""
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg or {}
+        self.kind = self.cfg.get("kind")
+
+    # text: lowercase, tokens by the training pattern, vocab ids (OOV id), pad/truncate to max_len
+    def text(self, s: str) -> np.ndarray:
+        c = self.cfg
+        if self.kind == "chars":
+            s = s.lower() if c.get("lowercase", True) else s
+            ids = [c["vocab"].get(ch, c.get("unknown_id", 0)) for ch in s][-c["max_len"]:]
+            out = np.zeros((1, c["max_len"]), np.int32)
+            out[0, :len(ids)] = ids
+            return out
+        if self.kind != "text":
+            raise BundleError(f"this model's preprocessing is '{self.kind}': --text needs a text model")
+        s = s.lower() if c.get("lowercase", True) else s
+        tokens = re.findall(c.get("token_pattern", TOKEN_PATTERN), s)
+        oov = c.get("oov_id", 1)
+        ids = [c["vocab"].get(t, oov) for t in tokens][: c["max_len"]]
+        out = np.full((1, c["max_len"]), c.get("pad_id", 0), np.int32)
+        if ids:
+            if c.get("padding", "post") == "post":
+                out[0, :len(ids)] = ids
+            else:
+                out[0, -len(ids):] = ids
+        return out
+
+    # window: scale with the training scaler, take the last W values
+    def window(self, values) -> np.ndarray:
+        c = self.cfg
+        if self.kind != "window":
+            raise BundleError(f"this model's preprocessing is '{self.kind}': --csv/numbers need a window model")
+        W = int(c["window"])
+        v = np.asarray(values, dtype=np.float32).reshape(-1)
+        if v.size < W:
+            raise BundleError(f"need at least {W} values (the model's window), got {v.size}")
+        sc = c.get("scaler") or {"mean": 0.0, "std": 1.0}
+        z = (v[-W:] - np.float32(sc["mean"])) / np.float32(sc["std"])
+        return z.reshape(1, W, 1).astype(np.float32)
+
+    def unscale(self, y: np.ndarray) -> np.ndarray:
+        sc = self.cfg.get("scaler") or {"mean": 0.0, "std": 1.0}
+        return np.asarray(y, np.float32) * np.float32(sc["std"]) + np.float32(sc["mean"])
+
+
+def read_csv_column(path: str, column: str | None, default: str | None) -> np.ndarray:
+    with open(path, newline="") as f:
+        rows = [r for r in csv.reader(f) if r]
+    if not rows:
+        raise BundleError(f"{path}: empty file")
+
+    def is_num(s):
+        try:
+            float(s)
+            return True
+        except ValueError:
+            return False
+
+    header = rows[0]
+    if all(is_num(h) for h in header):  # no header row
+        ci = 0 if len(header) == 1 else len(header) - 1
+        data = rows
+    else:
+        data = rows[1:]
+        name = column or default
+        if name and name in header:
+            ci = header.index(name)
+        elif column:
+            raise BundleError(f"{path}: no column '{column}' (columns: {', '.join(header)})")
+        else:
+            numeric = [i for i in range(len(header)) if data and is_num(data[0][i])]
+            if not numeric:
+                raise BundleError(f"{path}: no numeric column; pass --column NAME")
+            ci = numeric[-1]
+    return np.asarray([float(r[ci]) for r in data if len(r) > ci and r[ci] != ""], np.float32)
+
+
+# --------------------------------------------------------------------------- results
+def describe(outputs: list, pre: Preprocess, manifest: dict) -> dict:
+    res = {"output": [o.reshape(-1).tolist() for o in outputs] if len(outputs) > 1
+           else outputs[0].reshape(-1).tolist()}
+    if pre.kind == "window" and pre.cfg.get("scaler"):
+        res["value"] = pre.unscale(outputs[0]).reshape(-1).tolist()
+    task = manifest.get("task")
+    o = outputs[0].reshape(-1)
+    if task == "binary_classification" and o.size == 1:
+        res["label"] = int(o[0] >= 0.5)
+    elif task in ("classification", "multiclass_classification") and o.size > 1:
+        res["label"] = int(np.argmax(o))
+    return res
+
+
+def self_test(bundle_dir=HERE, runtime: str | None = None) -> dict:
+    """Run the recorded sample input and compare with the recorded (Keras) output."""
+    bundle_dir = Path(bundle_dir)
+    man = _load_json(bundle_dir, "manifest.json")
+    sample = man.get("sample") or {}
+    if not sample:
+        raise BundleError("manifest.json records no sample")
+    model = Model(bundle_dir, runtime=runtime)
+    x = load_array(bundle_dir / sample["input"], model.inputs)
+    expected = load_array(bundle_dir / sample["output"], model.outputs)
+    t0 = time.perf_counter()
+    got = model.run(x)
+    seconds = time.perf_counter() - t0
+    tol = sample.get("tolerance", {"atol": 1e-5, "rtol": 0.0})
+    errs, ok = [], True
+    for g, e in zip(got, expected):
+        e = np.asarray(e, np.float64)
+        g = np.asarray(g, np.float64).reshape(e.shape)
+        err = float(np.max(np.abs(g - e))) if e.size else 0.0
+        errs.append(err)
+        ok &= bool(np.all(np.abs(g - e) <= tol["atol"] + tol.get("rtol", 0.0) * np.abs(e)))
+    return {"ok": ok, "max_abs_err": max(errs) if errs else 0.0, "per_output": errs,
+            "tolerance": tol, "runtime": model.runtime, "runtime_version": model.runtime_version,
+            "bundle_runtime": man.get("runtime"), "model": model.model_file,
+            "reference": sample.get("reference"), "seconds": seconds,
+            "python": sys.version.split()[0], "numpy": np.__version__}
+
+
+def load_array(path: Path, specs: list):
+    """An .npy (one tensor) or .npz (one array per name) -> list in the model's order."""
+    path = Path(path)
+    if not path.exists():
+        raise BundleError(f"{path}: no such file")
+    if path.suffix == ".npz":
+        with np.load(path) as z:
+            names = [s["name"] for s in specs]
+            if all(n in z.files for n in names):
+                return [z[n] for n in names]
+            return [z[k] for k in z.files]
+    return [np.load(path)]
+
+
+def save_outputs(path: str, outputs: list, specs: list):
+    if path.endswith(".npz") or len(outputs) > 1:
+        np.savez(path, **{s["name"]: o for s, o in zip(specs, outputs)})
+    else:
+        np.save(path, outputs[0])
+
+
+# --------------------------------------------------------------------------- command line
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", help="raw model input: .npy (one input) or .npz (by input name)")
+    src.add_argument("--text", help="a text to classify/encode (text models)")
+    src.add_argument("--csv", help="a CSV with a numeric column; the last W values are used (window models)")
+    src.add_argument("--stream", action="store_true",
+                     help="read stdin: one text per line (text models) or one number per line (window "
+                          "models: rolling window, one prediction per line once W values arrived)")
+    src.add_argument("--self-test", action="store_true", help="check the recorded sample (exit 1 on mismatch)")
+    ap.add_argument("--output", help="write the model output here (.npy, or .npz for several outputs)")
+    ap.add_argument("--column", help="CSV column (default: the one used at training, else the last numeric)")
+    ap.add_argument("--runtime", choices=["litert", "tflite-runtime", "onnxruntime"],
+                    help="override the bundle's runtime")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--bundle", default=str(HERE), help=argparse.SUPPRESS)
+    ap.add_argument("--json", action="store_true", help="print results as JSON")
+    a = ap.parse_args(argv)
+    bundle = Path(a.bundle)
+    try:
+        if a.self_test:
+            rep = self_test(bundle, a.runtime)
+            if a.json:
+                print(json.dumps(rep))
+            else:
+                print(f"self-test {'OK' if rep['ok'] else 'FAILED'}: {rep['model']} on {rep['runtime']} "
+                      f"{rep['runtime_version']} (python {rep['python']}, numpy {rep['numpy']}): "
+                      f"max abs error {rep['max_abs_err']:.3g} vs {rep['reference']} "
+                      f"(atol {rep['tolerance']['atol']:g})")
+            return 0 if rep["ok"] else 1
+        model = Model(bundle, runtime=a.runtime, threads=a.threads)
+        pre = Preprocess(_load_json(bundle, "preprocess.json"))
+        man = model.manifest
+
+        def emit(outputs, extra=None):
+            res = describe(outputs, pre, man)
+            if extra:
+                res = {**extra, **res}
+            print(json.dumps(res), flush=True)
+            return res
+
+        if a.input:
+            outs = model.run(load_array(Path(a.input), model.inputs))
+            if a.output:
+                save_outputs(a.output, outs, model.outputs)
+            else:
+                emit(outs)
+            return 0
+        if a.text is not None:
+            outs = model.run(pre.text(a.text))
+            if a.output:
+                save_outputs(a.output, outs, model.outputs)
+            emit(outs, {"text": a.text})
+            return 0
+        if a.csv:
+            values = read_csv_column(a.csv, a.column, pre.cfg.get("column"))
+            outs = model.run(pre.window(values))
+            if a.output:
+                save_outputs(a.output, outs, model.outputs)
+            emit(outs, {"last": float(values[-1]), "n": int(values.size)})
+            return 0
+        # --stream
+        collected = []
+        buf: list[float] = []
+        W = int(pre.cfg.get("window", 0) or 0)
+        for line in sys.stdin:
+            line = line.strip()
+            if not line:
+                continue
+            if pre.kind in ("text", "chars"):
+                outs = model.run(pre.text(line))
+                emit(outs, {"text": line})
+            elif pre.kind == "window":
+                try:
+                    buf.append(float(line.split(",")[-1]))
+                except ValueError:
+                    print(json.dumps({"error": f"not a number: {line!r}"}), flush=True)
+                    continue
+                buf = buf[-W:]
+                if len(buf) < W:
+                    continue
+                outs = model.run(pre.window(buf))
+                emit(outs, {"last": buf[-1]})
+            else:
+                raise BundleError(f"--stream needs a text or window model (preprocessing: {pre.kind})")
+            collected.append(outs)
+        if a.output and collected:
+            save_outputs(a.output, [np.concatenate([c[i] for c in collected]) for i in range(len(collected[0]))],
+                         model.outputs)
+        return 0
+    except BundleError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

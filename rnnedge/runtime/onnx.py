@@ -1,0 +1,300 @@
+"""onnxruntime runner for ``.onnx`` and ``.ort`` files (edge path: numpy + onnxruntime only).
+
+Options (``OnnxRunner(path, options={...})`` or ``open_runner(path, provider=..., ...)``):
+
+``provider``
+    ``cpu`` (default), ``cuda``, ``tensorrt``, ``openvino``, ``xnnpack``, ``nnapi``,
+    ``coreml``, ``dml`` or a full execution-provider name (``CUDAExecutionProvider``).
+    The CPU EP is always appended as the fall-back *for nodes* the chosen EP does not
+    take (that is how onnxruntime works); but if the chosen EP itself is not in the
+    session after creation we raise: onnxruntime only warns and silently runs on CPU.
+``threads``
+    intra-op threads (``SessionOptions.intra_op_num_threads``); inter-op is 1.
+``allow_spinning``
+    False stops idle worker threads from spin-waiting (helps on an oversubscribed machine).
+``io_binding``
+    bind inputs/outputs with an :class:`onnxruntime.IOBinding` on the EP's device
+    (``cuda`` for CUDA/TensorRT, ``cpu`` otherwise). :meth:`OnnxRunner.bind` copies the
+    feeds to the device once, :meth:`run_bound` runs on device-resident data only and
+    :meth:`fetch_bound` copies the outputs back, so ``bench`` can time the compute apart
+    from the host copies.
+
+:meth:`OnnxRunner.node_placement` runs the model once in a *profiling* session and
+counts which EP ran which node (``"provider"`` in the profile's node events): the
+CUDA EP silently leaves some recurrent nodes on the CPU (see RUNTIME_FACTS.md).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+from rnnedge.errors import MissingDependencyError, RnnedgeError, UsageError
+from rnnedge.runtime.base import Runner, TensorInfo
+
+# short name -> (EP name, what to install to get it)
+PROVIDERS: dict[str, tuple[str, str]] = {
+    "cpu": ("CPUExecutionProvider", "pip install onnxruntime"),
+    "cuda": ("CUDAExecutionProvider", "pip install onnxruntime-gpu  (and a CUDA 12/13 + cuDNN 9 runtime)"),
+    "tensorrt": ("TensorrtExecutionProvider", "pip install onnxruntime-gpu  (and TensorRT libraries)"),
+    "openvino": ("OpenVINOExecutionProvider", "pip install onnxruntime-openvino"),
+    "dml": ("DmlExecutionProvider", "pip install onnxruntime-directml  (Windows)"),
+    "coreml": ("CoreMLExecutionProvider", "pip install onnxruntime  (on macOS: the macOS wheel has CoreML)"),
+    "nnapi": ("NnapiExecutionProvider", "an Android build of onnxruntime (onnxruntime-android AAR / a --use_nnapi build)"),
+    "xnnpack": ("XnnpackExecutionProvider", "a build of onnxruntime with XNNPACK (--use_xnnpack; the Android/iOS packages have it)"),
+}
+_EP_TO_SHORT = {ep: short for short, (ep, _) in PROVIDERS.items()}
+
+# op types that carry a recurrence (their placement is reported apart)
+RECURRENT_OPS = {"LSTM", "GRU", "RNN", "Loop", "Scan", "DynamicQuantizeLSTM", "AttnLSTM"}
+
+_ORT_TYPES = {
+    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+    "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int16)": "int16",
+    "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(bool)": "bool",
+    "tensor(string)": "str",
+}
+
+
+def resolve_provider(provider: str | None) -> tuple[str, str]:
+    """``"cuda"`` -> (``"CUDAExecutionProvider"``, ``"cuda"``). Unknown names -> UsageError."""
+    p = (provider or "cpu").strip()
+    if p.lower() in PROVIDERS:
+        return PROVIDERS[p.lower()][0], p.lower()
+    if p in _EP_TO_SHORT:
+        return p, _EP_TO_SHORT[p]
+    if p.endswith("ExecutionProvider"):
+        return p, p
+    raise UsageError(f"unknown provider {provider!r}; choose one of: {', '.join(PROVIDERS)}")
+
+
+def _import_ort():
+    try:
+        import onnxruntime as ort
+    except ImportError:  # pragma: no cover - depends on the install
+        raise MissingDependencyError("onnxruntime", "pip install onnxruntime") from None
+    return ort
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:500] if text else type(e).__name__
+
+
+def available_providers() -> list[str]:
+    return list(_import_ort().get_available_providers())
+
+
+class OnnxRunner(Runner):
+    def __init__(self, path: str, options: dict | None = None, **kw):
+        super().__init__(path=str(path), runtime="onnxruntime", options=dict(options or {}, **kw))
+
+    # -- session ---------------------------------------------------------
+    def _session_options(self, ort, *, profile_dir: str | None = None):
+        so = ort.SessionOptions()
+        threads = self.options.get("threads")
+        if threads:
+            so.intra_op_num_threads = int(threads)
+            so.inter_op_num_threads = 1
+        so.log_severity_level = int(self.options.get("log_severity_level", 3))
+        if self.options.get("allow_spinning") is not None:  # spinning workers hurt on busy machines
+            so.add_session_config_entry("session.intra_op.allow_spinning",
+                                        "1" if self.options["allow_spinning"] else "0")
+        if profile_dir:
+            so.enable_profiling = True
+            so.profile_file_prefix = os.path.join(profile_dir, "ort_profile")
+        return so
+
+    def _providers_arg(self, ep: str) -> list:
+        threads = self.options.get("threads")
+        provider_options: dict[str, Any] = dict(self.options.get("provider_options") or {})
+        if ep == "XnnpackExecutionProvider" and threads:
+            provider_options.setdefault("intra_op_num_threads", str(int(threads)))
+        first = (ep, provider_options) if provider_options else ep
+        return [first] if ep == "CPUExecutionProvider" else [first, "CPUExecutionProvider"]
+
+    def _make_session(self, ort, *, profile_dir: str | None = None):
+        ep, short = resolve_provider(self.options.get("provider"))
+        available = list(ort.get_available_providers())
+        if ep not in available:
+            install = PROVIDERS.get(short, (ep, f"a build of onnxruntime with {ep}"))[1]
+            raise MissingDependencyError(
+                f"onnxruntime execution provider {ep} (--provider {short}; this onnxruntime "
+                f"{ort.__version__} has {', '.join(available)})",
+                install,
+            )
+        if ep in ("CUDAExecutionProvider", "TensorrtExecutionProvider") and hasattr(ort, "preload_dlls"):
+            try:  # onnxruntime-gpu >= 1.21 can load the CUDA/cuDNN libraries shipped in pip wheels
+                ort.preload_dlls()
+            except Exception:  # noqa: BLE001 - best effort; the get_providers() check below decides
+                pass
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                sess = ort.InferenceSession(
+                    self.path, sess_options=self._session_options(ort, profile_dir=profile_dir),
+                    providers=self._providers_arg(ep),
+                )
+            except Exception as e:  # noqa: BLE001
+                msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                if "IR version" in msg or "opset" in msg.lower():
+                    raise RnnedgeError(
+                        f"{self.path}: onnxruntime {ort.__version__} cannot load this model: {msg}"
+                    ) from None
+                raise RnnedgeError(f"{self.path}: onnxruntime could not create a session: {msg}") from None
+        got = sess.get_providers()
+        if ep not in got:  # onnxruntime fell back silently (only a UserWarning): refuse
+            why = "; ".join(str(w.message) for w in caught)[:300]
+            raise MissingDependencyError(
+                f"onnxruntime execution provider {ep} (it is listed as available but the session "
+                f"fell back to {', '.join(got)}{': ' + why if why else ''})",
+                PROVIDERS.get(short, (ep, "a working install of " + ep))[1],
+            )
+        return sess, ep
+
+    def _load(self) -> None:
+        ort = _import_ort()
+        self._ort = ort
+        self.session, self._ep = self._make_session(ort)
+        self.inputs = [
+            TensorInfo(i.name, [d if isinstance(d, int) else (d or None) for d in i.shape],
+                       _ORT_TYPES.get(i.type, i.type))
+            for i in self.session.get_inputs()
+        ]
+        self.outputs = [
+            TensorInfo(o.name, [d if isinstance(d, int) else (d or None) for d in o.shape],
+                       _ORT_TYPES.get(o.type, o.type))
+            for o in self.session.get_outputs()
+        ]
+        self._out_names = [o.name for o in self.outputs]
+        self.io_binding = bool(self.options.get("io_binding"))
+        self.device = "cuda" if self._ep in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else "cpu"
+        self._binding = None
+        self.info.update({
+            "runtime": "onnxruntime",
+            "onnxruntime_version": ort.__version__,
+            "provider": self._ep,
+            "session_providers": self.session.get_providers(),
+            "threads": self.options.get("threads"),
+            "allow_spinning": self.options.get("allow_spinning"),
+            "io_binding": self.io_binding,
+            "device": self.device,
+        })
+
+    def close(self) -> None:
+        self.session = None
+        self._binding = None
+        super().close()
+
+    # -- inference -------------------------------------------------------
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds = {n: self._cast(n, v) for n, v in feeds.items()}
+        if self.io_binding:
+            self.bind(feeds)
+            self.run_bound()
+            return self.fetch_bound()
+        try:
+            outs = self.session.run(self._out_names, feeds)
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own exception types
+            raise RnnedgeError(f"{self.path}: onnxruntime failed to run: {_first_line(e)}") from None
+        return dict(zip(self._out_names, outs))
+
+    def _cast(self, name: str, value: np.ndarray) -> np.ndarray:
+        want = next((i.dtype for i in self.inputs if i.name == name), None)
+        if want and want != "str" and value.dtype != np.dtype(want):
+            if np.issubdtype(np.dtype(want), np.integer) and not np.issubdtype(value.dtype, np.integer):
+                raise UsageError(f"input {name!r} takes {want} (token ids), got {value.dtype}")
+            value = value.astype(want)
+        return np.ascontiguousarray(value)
+
+    # -- I/O binding (device-resident inputs; compute timed apart from copies) --
+    def bind(self, feeds: dict[str, np.ndarray]) -> float:
+        """Copy ``feeds`` to the EP's device and bind them; returns the host->device copy ms."""
+        self.load()
+        ort = self._ort
+        names = [i.name for i in self.inputs]
+        missing = [n for n in names if n not in feeds]
+        if missing:
+            raise UsageError(f"{self.path}: missing input(s) {missing}; the model takes {names}")
+        binding = self.session.io_binding()
+        t0 = time.perf_counter()
+        self._bound_inputs = []  # keep the OrtValues alive as long as the binding
+        for n in names:
+            v = ort.OrtValue.ortvalue_from_numpy(self._cast(n, np.asarray(feeds[n])), self.device, 0)
+            self._bound_inputs.append(v)
+            binding.bind_ortvalue_input(n, v)
+        binding.synchronize_inputs()
+        h2d = (time.perf_counter() - t0) * 1e3
+        for n in self._out_names:  # outputs stay on the device until fetch_bound()
+            binding.bind_output(n, self.device, 0)
+        self._binding = binding
+        self.info["host_to_device_ms"] = h2d
+        return h2d
+
+    def run_bound(self) -> None:
+        """Run on the bound (device-resident) inputs; outputs stay on the device."""
+        if self._binding is None:
+            raise UsageError("run_bound() needs bind(feeds) first")
+        self.session.run_with_iobinding(self._binding)
+        self._binding.synchronize_outputs()
+
+    def fetch_bound(self) -> dict[str, np.ndarray]:
+        """Copy the bound outputs to host numpy arrays (records ``device_to_host_ms``)."""
+        t0 = time.perf_counter()
+        outs = self._binding.copy_outputs_to_cpu()
+        self.info["device_to_host_ms"] = (time.perf_counter() - t0) * 1e3
+        return dict(zip(self._out_names, outs))
+
+    # -- node placement ----------------------------------------------------
+    def node_placement(self, feeds: dict[str, np.ndarray]) -> dict:
+        """Run once in a profiling session; count the nodes each EP ran.
+
+        Returns ``{"node_placement": {EP: n_nodes}, "recurrent_placement": {node: {op, provider}},
+        "method": ...}`` and stores it in ``self.info``. Counts are over the nodes of the
+        *optimised* graph that ran (onnxruntime fuses/inserts nodes, e.g. MemcpyToHost).
+        """
+        self.load()
+        ort = self._ort
+        with tempfile.TemporaryDirectory(prefix="rnnedge-prof-") as d:
+            sess, _ = self._make_session(ort, profile_dir=d)
+            sess.run(self._out_names, {n: self._cast(n, np.asarray(feeds[n])) for n in feeds})
+            prof = sess.end_profiling()
+            with open(prof) as f:
+                events = json.load(f)
+        placement: dict[str, int] = {}
+        recurrent: dict[str, dict] = {}
+        seen: set[str] = set()
+        for ev in events:
+            if ev.get("cat") != "Node":
+                continue
+            args = ev.get("args") or {}
+            prov = args.get("provider")
+            name = ev.get("name", "")
+            if not prov or not name.endswith("_kernel_time"):
+                continue
+            node = name[: -len("_kernel_time")]
+            if node in seen:
+                continue
+            seen.add(node)
+            placement[prov] = placement.get(prov, 0) + 1
+            op = args.get("op_name", "")
+            if op in RECURRENT_OPS:
+                recurrent[node] = {"op": op, "provider": prov}
+        result = {
+            "node_placement": placement,
+            "recurrent_placement": recurrent,
+            "placement_method": "onnxruntime profiling: 'provider' of each node's kernel_time event",
+        }
+        off = sorted(n for n, r in recurrent.items() if r["provider"] != self._ep)
+        if off and self._ep != "CPUExecutionProvider":
+            result["placement_warning"] = (
+                f"{len(off)} recurrent node(s) did not run on {self._ep}: {', '.join(off[:5])}"
+            )
+        self.info.update(result)
+        return result
