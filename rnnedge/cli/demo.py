@@ -43,9 +43,12 @@ def command(preset, out_dir, epochs, samples, runs, as_json):
             v = Table(title="parity against Keras")
             for c in ("artifact", "verdict", "max abs error", "top-1 agreement"):
                 v.add_column(c)
-            for row in res.validation.get("artifacts", []):
-                v.add_row(str(row.get("artifact", row.get("name", ""))), str(row.get("verdict", "")),
-                          _fmt(row.get("max_abs_error")), _fmt(row.get("agreement")))
+            for name, row in (res.validation.get("artifacts") or {}).items():
+                outs = (row.get("outputs") or {}).values()
+                errs = [o.get("max_abs") for o in outs if o.get("max_abs") is not None]
+                agree = [o.get("top1_agreement") for o in outs if o.get("top1_agreement") is not None]
+                v.add_row(name, str(row.get("verdict", "")), _fmt(max(errs) if errs else None),
+                          _fmt(min(agree) if agree else None))
             out.print(v)
         if res.bench:
             b = Table(title="CPU latency (batch 1)")
