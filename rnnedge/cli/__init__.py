@@ -54,7 +54,9 @@ class LazyGroup(click.Group):
         except RnnedgeError as e:
             if (ctx.obj or {}).get("debug") or os.environ.get("RNNEDGE_DEBUG"):
                 raise
-            err_console().print(f"[bold red]error:[/] {e}", markup=True)
+            from rich.markup import escape
+
+            err_console().print(f"[bold red]error:[/] {escape(str(e))}", markup=True)
             ctx.exit(e.exit_code)
 
     def format_commands(self, ctx, formatter):
@@ -91,7 +93,9 @@ def main(argv=None):
     except RnnedgeError as e:
         if debug:
             raise
-        err_console().print(f"[bold red]error:[/] {e}", markup=True)
+        from rich.markup import escape
+
+        err_console().print(f"[bold red]error:[/] {escape(str(e))}", markup=True)
         sys.exit(e.exit_code)
     except click.exceptions.Abort:
         err_console().print("aborted")
@@ -117,3 +121,24 @@ def print_json(obj) -> None:
     from rnnedge.manifest import _json_default
 
     click.echo(json.dumps(obj, indent=2, default=_json_default))
+
+
+def handle_errors(fn):
+    """For a command used on its own (outside the group): library errors -> message + exit code."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        from rnnedge.errors import RnnedgeError
+
+        try:
+            return fn(*a, **kw)
+        except RnnedgeError as e:
+            if os.environ.get("RNNEDGE_DEBUG"):
+                raise
+            from rich.markup import escape
+
+            err_console().print(f"[bold red]error:[/] {escape(str(e))}", markup=True)
+            sys.exit(e.exit_code)
+
+    return wrapper

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from rnnedge.cli.run import _errors_to_exit
+from rnnedge.cli import handle_errors
+
 
 
 def _int_list(ctx, param, value):
@@ -41,7 +42,7 @@ def _int_list(ctx, param, value):
 @click.option("--csv", "csv_file", type=click.Path(dir_okay=False), help="write one CSV row per case")
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="write a PNG plot (p50 by batch size)")
 @click.option("--no-progress", is_flag=True, help="no progress bar on stderr")
-@_errors_to_exit
+@handle_errors
 def command(artifacts, provider, batch_sizes, seq_lens, warmup, runs, threads, io_binding, interpreter,
             json_file, csv_file, plot_file, no_progress):
     """Benchmark ARTIFACTS (.onnx, .ort, .tflite, .keras, TF.js) on generated inputs.

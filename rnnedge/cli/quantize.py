@@ -1,27 +1,15 @@
 """``rnnedge quantize DIR --mode int8 ...``: quantized artifacts next to the float ones."""
 from __future__ import annotations
 
-import functools
 import json
 import sys
 
 import click
 
+from rnnedge.cli import handle_errors
+
 from rnnedge.quantize import MODES
 
-
-def _errors_to_exit(fn):
-    @functools.wraps(fn)
-    def wrapper(*a, **kw):
-        from rnnedge.errors import RnnedgeError
-
-        try:
-            return fn(*a, **kw)
-        except RnnedgeError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(e.exit_code)
-
-    return wrapper
 
 
 def _size(n) -> str:
@@ -47,7 +35,7 @@ def _size(n) -> str:
               help="fp16: keep LSTM/GRU/RNN weights float32 in the file (default: fp16, cast by onnxruntime)")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True),
               help="write the results as JSON to FILE ('-' for stdout)")
-@_errors_to_exit
+@handle_errors
 def command(folder, modes, fmt, calibration, calibration_samples, per_channel, reduce_range,
             fp16_keep_recurrent_float, json_out):
     """Quantize the float artifacts in FOLDER (an export folder with manifest.json).

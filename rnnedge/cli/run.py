@@ -1,28 +1,13 @@
 """``rnnedge run ARTIFACT --input FILE``: run one artifact in its runtime on inputs from a file."""
 from __future__ import annotations
 
-import functools
 import json
-import sys
 import time
 
 import click
 
+from rnnedge.cli import handle_errors
 
-def _errors_to_exit(fn):
-    """RnnedgeError -> one line on stderr and its exit code (UsageError 2, missing dependency 3...)."""
-
-    @functools.wraps(fn)
-    def wrapper(*a, **kw):
-        from rnnedge.errors import RnnedgeError
-
-        try:
-            return fn(*a, **kw)
-        except RnnedgeError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(e.exit_code)
-
-    return wrapper
 
 
 @click.command("run")
@@ -37,7 +22,7 @@ def _errors_to_exit(fn):
 @click.option("--interpreter", default="auto", show_default=True,
               type=click.Choice(["auto", "litert", "tflite_runtime", "tf"]), help="TFLite interpreter")
 @click.option("--json", "as_json", is_flag=True, help="print machine-readable JSON (with the outputs) to stdout")
-@_errors_to_exit
+@handle_errors
 def command(artifact, input_file, output_file, provider, threads, interpreter, as_json):
     """Run ARTIFACT (.onnx, .ort, .tflite, .keras, TF.js folder) on the inputs in FILE."""
     import numpy as np

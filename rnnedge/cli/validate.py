@@ -5,25 +5,13 @@ Exit codes: 0 every artifact passed (skips allowed), 1 one failed or errored, 2 
 """
 from __future__ import annotations
 
-import functools
 import json
 import sys
 
 import click
 
+from rnnedge.cli import handle_errors
 
-def _errors_to_exit(fn):
-    @functools.wraps(fn)
-    def wrapper(*a, **kw):
-        from rnnedge.errors import RnnedgeError
-
-        try:
-            return fn(*a, **kw)
-        except RnnedgeError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(e.exit_code)
-
-    return wrapper
 
 
 def _tol_option(values: tuple[str, ...], what: str):
@@ -124,7 +112,7 @@ def _console(stderr: bool):
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True),
               help="write the report as JSON to FILE ('-' for stdout; the table then goes to stderr)")
 @click.option("--no-manifest", is_flag=True, help="do not write the parity figures into manifest.json")
-@_errors_to_exit
+@handle_errors
 def command(folder, artifacts, samples, atol, rtol, min_agreement, seed, calibration, json_out, no_manifest):
     """Run reference.keras and every artifact of FOLDER on the same inputs and compare."""
     from rnnedge.manifest import _json_default, write_bytes_atomic
