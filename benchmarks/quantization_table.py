@@ -2,8 +2,8 @@
 
 For each preset: train it briefly on its built-in data (``rnnedge.training.train``), export it
 (``reference.keras`` + ONNX / TFLite / TF.js with the real converters), quantize
-(``rnnedge.quantize``) and validate everything against the Keras reference
-(``rnnedge.validate``), then print one Markdown table and write JSON.
+(``rnnedge.quantization``) and validate everything against the Keras reference
+(``rnnedge.validation``), then print one Markdown table and write JSON.
 
     .venv/bin/python benchmarks/quantization_table.py                       # sentiment forecast gru-classifier
     .venv/bin/python benchmarks/quantization_table.py --presets forecast --epochs 1 --formats onnx
@@ -62,9 +62,9 @@ def _export(model_path: Path, out: Path, formats: list[str], tfjs_quant: list[st
 
 def run_preset(preset: str, root: Path, *, epochs: int, samples: int, formats: list[str]) -> dict:
     from rnnedge.manifest import load_manifest
-    from rnnedge.quantize import quantize
+    from rnnedge.quantization import quantize
     from rnnedge.training import train
-    from rnnedge.validate import validate
+    from rnnedge.validation import validate
 
     out = root / preset
     out.mkdir(parents=True, exist_ok=True)
@@ -156,7 +156,7 @@ def main(argv=None):
         for n in r["notes"]:
             print(f"   note: {n}", file=sys.stderr)
     from rnnedge.manifest import write_json_atomic
-    from rnnedge.quantize import default_reduce_range
+    from rnnedge.quantization import default_reduce_range
 
     rr, why = default_reduce_range()
     write_json_atomic(root / "quantization_table.json", {"reduce_range": rr, "reduce_range_reason": why,

@@ -15,7 +15,7 @@ Exports: ONNX with the native exporter (``converters.onnx``) when
 ``tf.lite.TFLiteConverter.from_keras_model`` on a fixed-batch copy of the model (Keras 3 RNNs
 need a fixed batch for builtin WHILE ops). Each TFLite file runs only its batch size.
 
-Everything is timed by ``rnnedge.bench.bench`` (the same runners as ``rnnedge run``) in this
+Everything is timed by ``rnnedge.benchmarking.bench`` (the same runners as ``rnnedge run``) in this
 one process; the whole bench is repeated ``--repeats`` times and the median of the per-repeat
 p50 latencies is reported (the "best" columns use the smallest per-repeat p50: less sensitive
 to other jobs on a shared machine). Ratios are Keras p50 / runtime p50 (> 1: the runtime is faster).
@@ -143,7 +143,7 @@ def main(argv=None):
         tf.config.threading.set_inter_op_parallelism_threads(1)
     import keras
 
-    from rnnedge.bench import bench, machine_info, versions
+    from rnnedge.benchmarking import bench, machine_info, versions
     from rnnedge.manifest import update_manifest, write_json_atomic
 
     out_root = Path(args.out)

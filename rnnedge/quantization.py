@@ -1,6 +1,576 @@
-"""Alias of :mod:`rnnedge.quantize` (the lead's modules import ``rnnedge.quantization``; one module object)."""
-import sys
+"""Quantize exported artifacts: ONNX (onnxruntime.quantization) and TFLite (the converter).
 
-import rnnedge.quantize as _impl
+``quantize(dir, modes)`` reads ``DIR/manifest.json``, quantizes the float artifacts and
+writes each result next to its source with the mode in the name, recorded in the
+manifest (mode, source artifact, sizes, ratio, what was and was not quantized)::
 
-sys.modules[__name__] = _impl
+    model.onnx  -> model.int8.onnx  model.uint8.onnx  model.fp16.onnx  model.int8-static.onnx
+    (TFLite, from DIR/reference.keras) -> model.dynamic.tflite  model.fp16.tflite  model.int8.tflite
+
+Modes
+=====
+
+============  ========  ==============================================================
+mode          formats   what it does
+============  ========  ==============================================================
+int8          onnx      ``quantize_dynamic`` weights QInt8 (MatMul -> MatMulInteger,
+                        LSTM -> com.microsoft DynamicQuantizeLSTM); activations
+                        quantized at run time.
+int8          tflite    full-integer post-training quantization with a representative
+                        dataset (calibration file, else realistic inputs).
+uint8         onnx      ``quantize_dynamic`` weights QUInt8.
+int8-static   onnx      ``quant_pre_process`` then ``quantize_static`` (QDQ, activations
+                        QUInt8, weights QInt8) calibrated over realistic inputs.
+                        onnxruntime has no static handler for LSTM/GRU/RNN: they stay float.
+fp16          onnx      ``onnxconverter_common.float16`` with ``keep_io_types=True``. The
+                        CPU EP has no fp16 LSTM/GRU/RNN kernel: by default their weights are
+                        stored fp16 anyway and onnxruntime inserts Casts and computes them
+                        in fp32 (half the file; measured error ~3e-4, same as block-listing);
+                        if that graph does not load, LSTM/GRU/RNN are block-listed (kept
+                        float32 in the file), then the nodes onnxruntime's type check names.
+                        ``keep_recurrent_float=True`` block-lists from the start. Each
+                        candidate is loaded and run once before it is kept.
+fp16          tflite    float16 weights (``converter.target_spec.supported_types``).
+dynamic       tflite    dynamic-range quantization (int8 weights, float activations).
+============  ========  ==============================================================
+
+``reduce_range``: on x86 without VNNI (neither ``avx512_vnni`` nor ``avx_vnni`` in
+``/proc/cpuinfo``) the u8s8 integer kernels can saturate (measured here: errors 0.2-0.6
+with full-range weights, ~1e-2 with 7-bit weights), so int8 modes use ``reduce_range=True``
+there by default; elsewhere False. The choice and its reason are written to the manifest.
+Note that the choice is made for the machine that quantizes; pass ``reduce_range`` to
+force it for another target.
+
+onnxruntime does not quantize GRU/RNN ops, nor anything inside a ``Loop`` (tf2onnx's
+form of GRU / masked RNNs): the manifest's ``quantization.notes`` says what stayed float,
+and the size ratio shows the real gain.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+from rnnedge.errors import ConversionError, MissingDependencyError, RnnedgeError, UsageError
+from rnnedge.manifest import atomic_path, load_manifest, update_manifest
+
+ONNX_MODES = ("int8", "uint8", "fp16", "int8-static")
+TFLITE_MODES = ("dynamic", "fp16", "int8")
+MODES = ("int8", "uint8", "fp16", "int8-static", "dynamic")
+RECURRENT_OPS = ("LSTM", "GRU", "RNN")
+QUANTIZED_OP_TYPES = (
+    "DynamicQuantizeLSTM", "MatMulInteger", "ConvInteger", "QLinearMatMul", "QLinearConv",
+    "DynamicQuantizeMatMul", "QuantizeLinear", "DequantizeLinear", "QAttention", "QGemm",
+)
+DEFAULT_CALIBRATION_SAMPLES = 200
+
+
+# ---------------------------------------------------------------------------------------
+# CPU facts
+# ---------------------------------------------------------------------------------------
+def cpu_has_vnni(cpuinfo: str | None = None) -> bool | None:
+    """True/False from ``/proc/cpuinfo`` flags (avx512_vnni / avx_vnni); None if unknown."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags") and ":" in line:
+            flags = set(line.split(":", 1)[1].split())
+            return bool(flags & {"avx512_vnni", "avx_vnni", "avx512vnni", "avxvnni"})
+    return None
+
+
+def default_reduce_range(machine: str | None = None, cpuinfo: str | None = None) -> tuple[bool, str]:
+    """``(reduce_range, reason)`` for int8 ONNX quantization on this machine."""
+    machine = (machine or platform.machine()).lower()
+    if machine not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return False, f"{machine} CPU: full 8-bit range (reduce_range is for x86 without VNNI)"
+    vnni = cpu_has_vnni(cpuinfo)
+    if vnni:
+        return False, "x86 CPU with VNNI: full 8-bit range"
+    if vnni is None:
+        return True, "x86 CPU, VNNI unknown (no /proc/cpuinfo flags): 7-bit weights to avoid saturation"
+    return True, "x86 CPU without VNNI (no avx512_vnni/avx_vnni): 7-bit weights avoid u8s8 saturation"
+
+
+# ---------------------------------------------------------------------------------------
+# public API
+# ---------------------------------------------------------------------------------------
+def quantize(
+    folder: str | os.PathLike,
+    modes: str | Iterable[str],
+    *,
+    calibration: str | os.PathLike | None = None,
+    formats: str | Iterable[str] = "all",
+    per_channel: bool = False,
+    reduce_range: bool | None = None,
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+    seed: int = 0,
+    keep_recurrent_float: bool | None = None,
+) -> dict[str, dict]:
+    """Quantize the float artifacts of ``folder`` in each of ``modes``.
+
+    Returns ``{artifact_name: manifest_entry}`` for the files written; a mode that fails
+    for one format is reported as ``{"error": message, ...}`` under the would-be name (and
+    not written to the manifest), so one failure does not hide the others. Raises
+    :class:`UsageError` for a bad folder/mode/format, when nothing applies.
+    """
+    folder = Path(folder)
+    modes = _as_list(modes)
+    formats = _as_list(formats)
+    if not (folder / "manifest.json").is_file():
+        raise UsageError(f"{folder}: no manifest.json (export a model there first: `rnnedge export`)")
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise UsageError(f"unknown quantization mode(s) {bad or modes}; choose from: {', '.join(MODES)}")
+    if formats == ["all"]:
+        formats = ["onnx", "tflite"]
+        explicit = False
+    else:
+        explicit = True
+    badf = [f for f in formats if f not in ("onnx", "tflite")]
+    if badf:
+        raise UsageError(f"unknown format(s) {badf} for quantize; choose onnx, tflite or all")
+    manifest = load_manifest(folder)
+    arts = manifest.get("artifacts", {})
+    calib = None
+    if calibration is not None:
+        from rnnedge.inputs import load_calibration
+
+        calib = load_calibration(calibration)
+
+    results: dict[str, dict] = {}
+    plan: list[tuple[str, str]] = []  # (format, mode)
+    for fmt in formats:
+        allowed = ONNX_MODES if fmt == "onnx" else TFLITE_MODES
+        for mode in modes:
+            if mode in allowed:
+                plan.append((fmt, mode))
+            elif explicit and len(formats) == 1:
+                hint = ("for ONNX dynamic int8 use --mode int8" if mode == "dynamic"
+                        else f"{fmt} modes: {', '.join(allowed)}")
+                raise UsageError(f"mode {mode!r} does not apply to {fmt} ({hint})")
+
+    sources = {fmt: _float_artifact(arts, fmt) for fmt in formats}
+    for fmt in formats:
+        if sources[fmt] is None and any(f == fmt for f, _ in plan):
+            if explicit:
+                raise UsageError(f"{folder}: no float {fmt} artifact in manifest.json to quantize "
+                                 f"(export it first: `rnnedge export ... --format {fmt}`)")
+            plan = [(f, m) for f, m in plan if f != fmt]
+    if not plan:
+        raise UsageError(f"{folder}: nothing to quantize for mode(s) {modes} and format(s) {formats} "
+                         f"(artifacts: {', '.join(arts) or 'none'})")
+
+    for fmt, mode in plan:
+        src_name = sources[fmt]
+        out_name = quantized_name(src_name, mode)
+        try:
+            if fmt == "onnx":
+                entry = _quantize_onnx(folder, src_name, out_name, mode, arts[src_name], calib=calib,
+                                       per_channel=per_channel, reduce_range=reduce_range,
+                                       calibration_samples=calibration_samples, seed=seed,
+                                       manifest=manifest, keep_recurrent_float=keep_recurrent_float)
+            else:
+                entry = _quantize_tflite(folder, src_name, out_name, mode, arts[src_name], calib=calib,
+                                         calibration_samples=calibration_samples, seed=seed,
+                                         manifest=manifest)
+        except RnnedgeError as e:
+            results[out_name] = {"format": fmt, "error": str(e), "quantization": {"mode": mode, "source": src_name}}
+            continue
+        man = update_manifest(folder, artifacts={out_name: entry})
+        results[out_name] = man["artifacts"][out_name]
+    return results
+
+
+def quantized_name(source_name: str, mode: str) -> str:
+    """``model.onnx`` + ``int8`` -> ``model.int8.onnx``."""
+    p = Path(source_name)
+    return str(p.with_name(f"{p.stem}.{mode}{p.suffix}"))
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------
+def _as_list(x) -> list[str]:
+    if isinstance(x, str):
+        return [s.strip() for s in x.split(",") if s.strip()]
+    return [str(s) for s in x]
+
+
+def _float_artifact(arts: dict, fmt: str) -> str | None:
+    """The float artifact of ``fmt`` (prefer ``model.<ext>``)."""
+    cands = [n for n, e in arts.items()
+             if e.get("format") == fmt and _is_float(e)]
+    if not cands:
+        return None
+    ext = ".onnx" if fmt == "onnx" else ".tflite"
+    cands.sort(key=lambda n: (n != f"model{ext}", not n.endswith(ext), n))
+    return cands[0]
+
+
+def _is_float(entry: dict) -> bool:
+    """A float32 artifact: no quantization record (or the converter's ``"float32"`` string)."""
+    q = entry.get("quantization")
+    if isinstance(q, dict):
+        return q.get("mode") in (None, "float32")
+    if q not in (None, "", "float32", "none"):
+        return False
+    return entry.get("precision", "float32") in ("float32", "fp32")
+
+
+def _size_facts(src: Path, dst: Path) -> dict:
+    a, b = src.stat().st_size, dst.stat().st_size
+    return {"size_before": a, "size_after": b, "ratio": round(b / a, 4) if a else None}
+
+
+def _tensor_list(values) -> list[dict]:
+    from onnx import TensorProto, helper
+
+    out = []
+    for v in values:
+        t = v.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
+        try:
+            import numpy as np
+
+            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)).name
+        except Exception:  # pragma: no cover
+            dtype = TensorProto.DataType.Name(t.elem_type).lower()
+        out.append({"name": v.name, "shape": dims, "dtype": dtype})
+    return out
+
+
+def _op_counts(model) -> dict[str, int]:
+    counts: dict[str, int] = {}
+
+    def walk(g):
+        for n in g.node:
+            counts[n.op_type] = counts.get(n.op_type, 0) + 1
+            for a in n.attribute:
+                if a.g is not None and a.g.node:
+                    walk(a.g)
+                for sg in a.graphs:
+                    walk(sg)
+
+    walk(model.graph)
+    return dict(sorted(counts.items()))
+
+
+def _float_notes(src_ops: dict, dst_ops: dict, mode: str) -> list[str]:
+    notes = []
+    for op in RECURRENT_OPS:
+        if dst_ops.get(op):
+            why = ("kept float32: the CPU EP has no fp16 kernel" if mode == "fp16"
+                   else "not quantized by onnxruntime" if op != "LSTM" or mode == "int8-static"
+                   else "not quantized")
+            notes.append(f"{dst_ops[op]} {op} op(s) {why}")
+    if src_ops.get("Loop") and mode != "fp16":
+        notes.append(f"{src_ops['Loop']} Loop op(s) (tf2onnx recurrent loop) left float: "
+                     "onnxruntime does not quantize weights passed into a Loop")
+    return notes
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence onnxruntime.quantization's prints and root-logger warnings (pre-processing
+    advice, shape-inference dumps); real failures still raise."""
+    import io
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def _strip_value_info(model) -> None:
+    """Drop shape-inference ``value_info`` the quantizer adds (optional metadata, only size)."""
+    del model.graph.value_info[:]
+
+
+def _check_loads(path: Path, feeds: dict | None, display: str | None = None) -> None:
+    """Load ``path`` in onnxruntime (CPU) and run ``feeds`` once; ConversionError if it fails."""
+    import onnxruntime as ort
+
+    try:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        if feeds is not None:
+            names = [i.name for i in sess.get_inputs()]
+            sess.run(None, {n: feeds[n] for n in names if n in feeds})
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+        msg = str(e).strip().splitlines()[0][:400].replace(str(path), display or path.name)
+        raise ConversionError(f"{display or path.name}: the quantized model does not run in onnxruntime: {msg}",
+                              fmt="onnx") from None
+
+
+def _onnx_sample_feeds(model_path: Path, manifest: dict, calib, n: int, seed: int) -> list[dict]:
+    """Realistic feeds (``n`` samples, batch 1 each) for the ONNX model's inputs."""
+    import onnx
+
+    from rnnedge.inputs import onnx_vocab_hint, sample_batches, specs_from_tensors
+
+    m = onnx.load(str(model_path), load_external_data=False)
+    init = {t.name for t in m.graph.initializer}
+    infos = [i for i in _tensor_list(m.graph.input) if i["name"] not in init]
+    pre = manifest.get("preprocessing") or {}
+    vocab = (manifest.get("model") or {}).get("vocab_sizes") or None
+    if not vocab and not pre.get("vocab_size"):
+        vocab = onnx_vocab_hint(m)
+    specs = specs_from_tensors(infos, preprocessing=pre, vocab=vocab)
+    return sample_batches(specs, samples=n, batch_size=1, calibration=calib, seed=seed,
+                          preprocessing=manifest.get("preprocessing"))
+
+
+def _fp16(src_model, out: Path, feeds: dict, keep_recurrent_float: bool | None,
+          display: str | None = None) -> dict:
+    """Convert to fp16 (keep_io_types) and keep the first variant that loads and runs on the CPU EP.
+
+    Tried in order: (1) fp16 weights everywhere: onnxruntime's CPU EP has no fp16 LSTM/GRU/RNN
+    kernel and inserts Casts around them itself, computing them in fp32 (half the file size);
+    (2) LSTM/GRU/RNN block-listed (kept float32 in the file); (3) as (2) plus, one by one, the
+    nodes onnxruntime's type check names (tf2onnx Loop graphs trip the converter).
+    ``keep_recurrent_float=True`` starts at (2), False stops after (1).
+    """
+    import re
+
+    import onnx
+
+    try:
+        from onnxconverter_common import float16
+    except ImportError:
+        raise MissingDependencyError("onnxconverter-common (fp16 conversion)",
+                                     "pip install onnxconverter-common") from None
+    base = list(float16.DEFAULT_OP_BLOCK_LIST)
+    attempts = []
+    if not keep_recurrent_float:
+        attempts.append(("fp16 weights; onnxruntime casts recurrent ops to fp32", base, False))
+    if keep_recurrent_float is not False:
+        attempts.append(("recurrent ops kept float32 (block-listed)", base + list(RECURRENT_OPS), True))
+    last = None
+    for label, ops, iterate in attempts:
+        nodes: list[str] = []
+        for _ in range(25 if iterate else 1):
+            m16 = float16.convert_float_to_float16(src_model, keep_io_types=True, op_block_list=ops,
+                                                   node_block_list=list(nodes))
+            onnx.save(m16, str(out))
+            try:
+                _check_loads(out, feeds, display=display or out.name)
+            except ConversionError as e:
+                last = e
+                named = [a or b for a, b in re.findall(r"of node \(([^)]*)\)|in node \(([^)]*)\)", str(e))]
+                named = [n for n in named if n not in nodes]
+                if not named:
+                    break
+                nodes.extend(named)
+                continue
+            facts = {"method": "onnxconverter_common.float16", "keep_io_types": True, "variant": label}
+            if nodes:
+                facts["node_block_list"] = len(nodes)
+            return facts
+    raise ConversionError(f"fp16 conversion does not load in onnxruntime (tried: "
+                          f"{'; '.join(a[0] for a in attempts)}): {last}", fmt="onnx")
+
+
+def _quantize_onnx(folder: Path, src_name: str, out_name: str, mode: str, src_entry: dict, *, calib,
+                   per_channel: bool, reduce_range: bool | None, calibration_samples: int, seed: int,
+                   manifest: dict, keep_recurrent_float: bool | None = None) -> dict:
+    try:
+        import onnx
+        import onnxruntime  # noqa: F401
+        from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+    except ImportError as e:
+        raise MissingDependencyError(f"ONNX quantization ({e.name})", "pip install onnx onnxruntime") from None
+    src = folder / src_name
+    dst = folder / out_name
+    if not src.is_file():
+        raise UsageError(f"{src}: listed in manifest.json but missing on disk")
+    facts: dict = {"mode": mode, "source": src_name, "tool": "onnxruntime.quantization"}
+    if mode in ("int8", "uint8", "int8-static"):
+        if reduce_range is None:
+            rr, why = default_reduce_range()
+        else:
+            rr, why = bool(reduce_range), "set by the caller"
+        facts.update(reduce_range=rr, reduce_range_reason=why, per_channel=bool(per_channel))
+    check_feeds = _onnx_sample_feeds(src, manifest, calib, 1, seed)[0]
+    src_model = onnx.load(str(src))
+    src_ops = _op_counts(src_model)
+
+    with tempfile.TemporaryDirectory(prefix="rnnedge-q-") as td:
+        tmp_out = Path(td) / "q.onnx"
+        try:
+            if mode in ("int8", "uint8"):
+                wt = QuantType.QInt8 if mode == "int8" else QuantType.QUInt8
+                facts.update(weight_type=wt.name, method="dynamic")
+                with _quiet():
+                    quantize_dynamic(str(src), str(tmp_out), weight_type=wt, per_channel=per_channel,
+                                     reduce_range=rr)
+            elif mode == "int8-static":
+                from onnxruntime.quantization import CalibrationDataReader
+                from onnxruntime.quantization.shape_inference import quant_pre_process
+
+                pre = Path(td) / "pre.onnx"
+                with _quiet():
+                    try:
+                        quant_pre_process(str(src), str(pre))
+                        facts["pre_process"] = "quant_pre_process"
+                    except Exception as e:  # symbolic shape inference can fail on Loop graphs
+                        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+                        facts["pre_process"] = f"quant_pre_process(skip_symbolic_shape) after: {str(e)[:120]}"
+                batches = _onnx_sample_feeds(src, manifest, calib, calibration_samples, seed + 1)
+
+                class _Reader(CalibrationDataReader):
+                    def __init__(self, feeds):
+                        self._it = iter(feeds)
+
+                    def get_next(self):
+                        return next(self._it, None)
+
+                facts.update(method="static QDQ", activation_type="QUInt8", weight_type="QInt8",
+                             calibration_samples=len(batches),
+                             calibration=("file" if calib is not None else "generated realistic inputs"))
+                with _quiet():
+                    quantize_static(str(pre), str(tmp_out), _Reader(batches), quant_format=QuantFormat.QDQ,
+                                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                    per_channel=per_channel, reduce_range=rr)
+            elif mode == "fp16":
+                facts.update(_fp16(src_model, tmp_out, check_feeds, keep_recurrent_float, display=out_name))
+            else:  # pragma: no cover - guarded by the plan
+                raise UsageError(f"mode {mode!r} does not apply to onnx")
+        except RnnedgeError:
+            raise
+        except Exception as e:
+            raise ConversionError(f"{src_name} -> {out_name}: {type(e).__name__}: {str(e)[:400]}",
+                                  fmt="onnx") from None
+        q = onnx.load(str(tmp_out))
+        _strip_value_info(q)
+        with atomic_path(dst) as tmp:
+            onnx.save(q, str(tmp))
+            _check_loads(tmp, check_feeds, display=out_name)
+    dst_ops = _op_counts(q)
+    facts.update(_size_facts(src, dst))
+    facts["quantized_ops"] = {k: v for k, v in dst_ops.items() if k in QUANTIZED_OP_TYPES}
+    if mode == "fp16":
+        kept = facts.get("variant", "").startswith("recurrent ops kept")
+        facts["notes"] = [f"{v} {k} op(s) " + ("kept float32 in the file" if kept else
+                          "stored fp16; onnxruntime's CPU EP casts them and computes in fp32")
+                          for k, v in dst_ops.items() if k in RECURRENT_OPS]
+    else:
+        facts["notes"] = _float_notes(src_ops, dst_ops, mode)
+    if facts["ratio"] is not None and facts["ratio"] >= 1.0:
+        facts["notes"].append("the quantized file is not smaller than the float one")
+    init = {t.name for t in q.graph.initializer}
+    return {
+        "format": "onnx",
+        "precision": mode,
+        "inputs": _tensor_list([i for i in q.graph.input if i.name not in init]),
+        "outputs": _tensor_list(q.graph.output),
+        "opset": next((o.version for o in q.opset_import if o.domain in ("", "ai.onnx")), None),
+        "quantization": facts,
+        **({"batch_size": src_entry["batch_size"]} if "batch_size" in src_entry else {}),
+    }
+
+
+def _find_quantize_tflite():
+    try:
+        import converters.tflite as ct
+    except ImportError as e:
+        raise MissingDependencyError(f"the TFLite converter ({e.name})",
+                                     "pip install 'rnnedge[build]'") from None
+    for name in ("quantize_tflite", "quantize"):
+        fn = getattr(ct, name, None)
+        if callable(fn):
+            return fn
+    raise ConversionError("converters.tflite has no quantize_tflite(model, mode, out_path, ...) function",
+                          fmt="tflite")
+
+
+def _quantize_tflite(folder: Path, src_name: str, out_name: str, mode: str, src_entry: dict, *, calib,
+                     calibration_samples: int, seed: int, manifest: dict) -> dict:
+    ref = folder / "reference.keras"
+    if not ref.is_file():
+        raise UsageError(f"{folder}: TFLite quantization needs reference.keras (export writes it)")
+    fn = _find_quantize_tflite()
+    from rnnedge.runtime import open_runner
+
+    kr = open_runner(ref).load()
+    model = getattr(kr, "model", None)
+    if model is None:
+        import keras
+
+        model = keras.models.load_model(str(ref), compile=False)
+    rep = None
+    facts: dict = {"mode": mode, "source": src_name, "tool": "tf.lite.TFLiteConverter"}
+    bs = src_entry.get("batch_size")
+    if bs is None:
+        shp = (src_entry.get("inputs") or [{}])[0].get("shape") or [None]
+        bs = shp[0] if isinstance(shp[0], int) else 1
+    if mode == "int8":
+        from rnnedge.inputs import sample_batches, specs_from_model
+
+        specs = specs_from_model(model, preprocessing=manifest.get("preprocessing"))
+        # the artifact's static time length (if any) decides the calibration length
+        seq_len = None
+        for i in src_entry.get("inputs", []):
+            s = i.get("shape") or []
+            if len(s) >= 2 and isinstance(s[1], int):
+                seq_len = s[1]
+        batches = sample_batches(specs, samples=calibration_samples, batch_size=bs, calibration=calib,
+                                 seed=seed + 1, seq_len=seq_len, preprocessing=manifest.get("preprocessing"))
+        names = [s.name for s in specs]
+        rep = [[b[n] for n in names] for b in batches]
+        facts.update(calibration_samples=len(batches) * bs,
+                     calibration=("file" if calib is not None else "generated realistic inputs"))
+    dst = folder / out_name
+    kwargs = {}
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    if "representative_data" in params:
+        kwargs["representative_data"] = rep
+    if "batch_size" in params:
+        kwargs["batch_size"] = bs
+    if "seq_len" in params:
+        kwargs["seq_len"] = src_entry.get("seq_len")
+    if "lstm_mode" in params and src_entry.get("lstm_mode"):
+        kwargs["lstm_mode"] = src_entry["lstm_mode"]
+    if "allow_flex" in params:
+        kwargs["allow_flex"] = bool(src_entry.get("flex") or src_entry.get("allow_flex"))
+    try:
+        res = fn(model, mode, dst, **kwargs)
+    except RnnedgeError:
+        raise
+    except Exception as e:
+        raise ConversionError(f"{src_name} -> {out_name}: {type(e).__name__}: {str(e)[:400]}",
+                              fmt="tflite") from None
+    if not dst.is_file():
+        raise ConversionError(f"converters.tflite did not write {out_name}", fmt="tflite")
+    entry = dict(res) if isinstance(res, dict) and "format" in res else {}
+    if isinstance(res, dict) and out_name in res and isinstance(res[out_name], dict):
+        entry = dict(res[out_name])
+    facts.update(_size_facts(folder / src_name, dst))
+    if facts["ratio"] is not None and facts["ratio"] >= 1.0:
+        facts.setdefault("notes", []).append("the quantized file is not smaller than the float one")
+    entry.setdefault("format", "tflite")
+    entry["precision"] = mode
+    entry.setdefault("batch_size", bs)
+    if "inputs" not in entry or "outputs" not in entry:
+        from rnnedge.runtime import open_runner as _open
+
+        with _open(dst) as r:
+            entry.setdefault("inputs", [t.to_dict() for t in r.inputs])
+            entry.setdefault("outputs", [t.to_dict() for t in r.outputs])
+    q = entry.get("quantization")
+    q = dict(q) if isinstance(q, dict) else {}
+    q.update(facts)
+    entry["quantization"] = q
+    return entry

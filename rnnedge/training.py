@@ -48,11 +48,12 @@ def train(source, *, data: Any = None, out: Optional[str | Path] = None, column:
           epochs: Optional[int] = None, batch_size: Optional[int] = None, samples: Optional[int] = None,
           validation_split: Optional[float] = None, seed: Optional[int] = None,
           early_stopping: Optional[int] = -1, steps_per_epoch: Optional[int] = None,
-          progress: bool = False) -> TrainResult:
+          progress: bool = False, preprocessing: Optional[dict] = None) -> TrainResult:
     """Build ``source`` (spec/preset), prepare its data, fit, and optionally save to ``out`` (.keras).
 
     ``data``: a file path (CSV for window/text, text for chars), a ``(x, y)`` tuple of arrays, or
-    None for the spec's built-in dataset. Saves ``out`` plus a sidecar ``<name>.rnnedge.json`` with
+    None for the spec's built-in dataset. ``preprocessing``: with ``(x, y)`` arrays, how raw inputs
+    become those arrays (vocabulary, scaler...), recorded for export and deployment. Saves ``out`` plus a sidecar ``<name>.rnnedge.json`` with
     the spec, the preprocessing (vocabulary, scaler, window...) and the training history.
     """
     from rnnedge.builder import build_model
@@ -64,7 +65,7 @@ def train(source, *, data: Any = None, out: Optional[str | Path] = None, column:
     if isinstance(data, tuple):
         x, y = data
         x = x if isinstance(x, dict) else {spec.inputs[0].name: np.asarray(x)}
-        ds = Dataset(x, np.asarray(y), {"kind": "arrays"}, {"source": "arrays"})
+        ds = Dataset(x, np.asarray(y), dict(preprocessing or {"kind": "arrays"}), {"source": "arrays"})
     else:
         ds = make_dataset(spec, data, column=column, seed=seed, samples=samples)
     from rnnedge._keras import keras as _k

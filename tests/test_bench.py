@@ -1,4 +1,4 @@
-"""`rnnedge bench` / rnnedge.bench: ONNX + TFLite + Keras in one call, the result schema,
+"""`rnnedge bench` / rnnedge.benchmarking: ONNX + TFLite + Keras in one call, the result schema,
 CSV/PNG/JSON files, generated inputs, and the refusal of an unavailable provider."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rnnedge import bench as B
+from rnnedge import benchmarking as B
 from rnnedge.errors import MissingDependencyError, UsageError
 
 T, F, H, OUT, TFL_BATCH = 6, 3, 4, 2, 2

@@ -1,4 +1,4 @@
-"""Raspberry Pi bundles (rnnedge.deploy): built here, run in a fresh venv without TensorFlow.
+"""Raspberry Pi bundles (rnnedge.deployment): built here, run in a fresh venv without TensorFlow.
 
 The bundle's predict.py runs in ``<repo>/.venv-edge`` (numpy + ai-edge-litert + onnxruntime
 only; created once, reused; override with RNNEDGE_EDGE_PY=/path/to/python). Its outputs must
@@ -70,7 +70,7 @@ def _export(model, formats, out_dir: Path, **kw):
 def make_export(kind: str, out_dir: Path, formats=("tflite", "onnx"), quantize: bool = False,
                 validate: bool = True) -> Path:
     """An export folder of a tiny model through rnnedge's exporters (converters.tflite / .onnx),
-    with the preprocessing the training data would record, and parity from rnnedge.validate."""
+    with the preprocessing the training data would record, and parity from rnnedge.validation."""
     from rnnedge.manifest import update_manifest
 
     out_dir = Path(out_dir)
@@ -79,7 +79,7 @@ def make_export(kind: str, out_dir: Path, formats=("tflite", "onnx"), quantize: 
     update_manifest(out_dir, preprocessing=PREPROCESSING.get(kind, PREPROCESSING["forecast"]),
                     task=TASK.get(kind, "forecast"))
     if validate:
-        from rnnedge.validate import validate as _validate
+        from rnnedge.validation import validate as _validate
 
         _validate(out_dir)
     return out_dir
@@ -121,7 +121,7 @@ def exports(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bundles(exports, tmp_path_factory):
-    from rnnedge.deploy import deploy
+    from rnnedge.deployment import deploy
 
     root = tmp_path_factory.mktemp("bundles")
     out = {}
@@ -166,7 +166,7 @@ def test_bundle_layout_and_manifest(bundles, kind, rt):
     assert not re.search(r"^\s*(import|from)\s+(tensorflow|rnnedge|keras)\b", src, re.M)
     pre = json.loads((b / "preprocess.json").read_text())
     assert pre == PREPROCESSING[kind]
-    # parity measured at export (rnnedge.validate) travels with the bundle
+    # parity measured at export (rnnedge.validation) travels with the bundle
     export_man = json.loads(Path(man["export"]["folder"], "manifest.json").read_text())
     assert man["parity"] and man["parity"] == export_man["artifacts"][model]["parity"]
     # the deploying machine reproduced the sample
@@ -247,7 +247,7 @@ def test_verify_passes_and_names_a_tampered_file(bundles, tmp_path):
     from click.testing import CliRunner
 
     from rnnedge.cli.verify import command
-    from rnnedge.deploy import verify
+    from rnnedge.deployment import verify
 
     res = bundles["forecast", "litert"]
     rep = verify(res.bundle)
@@ -282,7 +282,7 @@ def test_wrong_sample_output_fails_the_self_test(bundles, tmp_path, edge_py):
     import hashlib
     import shutil
 
-    from rnnedge.deploy import verify
+    from rnnedge.deployment import verify
 
     b = tmp_path / "b"
     shutil.copytree(bundles["sentiment", "onnxruntime"].bundle, b)
@@ -301,7 +301,7 @@ def test_wrong_sample_output_fails_the_self_test(bundles, tmp_path, edge_py):
 
 @pytest.mark.filterwarnings("ignore:model.dynamic.tflite cannot be loaded by tflite-runtime")
 def test_tflite_runtime_refuses_dynamic_range_model(tmp_path):
-    from rnnedge.deploy import deploy
+    from rnnedge.deployment import deploy
     from rnnedge.errors import ConversionError
     from rnnedge.tflite_compat import list_ops
 
@@ -318,7 +318,7 @@ def test_tflite_runtime_refuses_dynamic_range_model(tmp_path):
     res = deploy(d, runtime="litert", model="model.dynamic.tflite", out=tmp_path / "blitert", tarball=False)
     assert res.manifest["model"]["quantized"] is True
     assert res.manifest["sample"]["tolerance"]["atol"] >= res.host_check["max_abs_err"]
-    from rnnedge.deploy import verify
+    from rnnedge.deployment import verify
 
     assert verify(res.bundle).ok
     # the float32 model of the same export is fine for tflite-runtime
@@ -327,7 +327,7 @@ def test_tflite_runtime_refuses_dynamic_range_model(tmp_path):
 
 
 def test_tflite_runtime_bundle_for_float_model_and_os_rules(exports, tmp_path):
-    from rnnedge.deploy import deploy, requirements_for
+    from rnnedge.deployment import deploy, requirements_for
     from rnnedge.errors import UsageError
 
     res = deploy(exports["forecast"], runtime="tflite-runtime", out=tmp_path / "b", tarball=False)

@@ -109,7 +109,7 @@ def _preset_export(preset: str, root: Path) -> Path:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     from rnnedge.data import encode_texts
-    from rnnedge.deploy import deploy
+    from rnnedge.deployment import deploy
     from rnnedge.manifest import load_manifest
 
     t0 = time.perf_counter()
@@ -233,7 +233,7 @@ def test_bundles_on_emulated_pi_current_litert_onnxruntime(setup):
 
 def test_verify_runs_predict_cli_under_emulation(setup):
     """rnnedge verify --python: the real `predict.py --self-test` command line on the emulated Pi."""
-    from rnnedge.deploy import verify
+    from rnnedge.deployment import verify
 
     rep = verify(setup["bundles"]["sentiment", "tflite-runtime"], python=[str(PI_PYTHON), "legacy"])
     assert rep.ok, rep.errors

@@ -1,4 +1,4 @@
-"""rnnedge.quantize / `rnnedge quantize`: quantized artifacts, their manifest records, their parity."""
+"""rnnedge.quantization / `rnnedge quantize`: quantized artifacts, their manifest records, their parity."""
 from __future__ import annotations
 
 import shutil
@@ -58,7 +58,7 @@ def forecast_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def quantized_forecast(forecast_dir, tmp_path_factory):
-    from rnnedge.quantize import quantize
+    from rnnedge.quantization import quantize
 
     d = tmp_path_factory.mktemp("qf") / "forecast"
     shutil.copytree(forecast_dir, d)
@@ -120,7 +120,7 @@ def test_static_qdq_leaves_lstm_float_and_says_so(quantized_forecast):
 
 
 def test_quantized_forecast_validates(quantized_forecast):
-    from rnnedge.validate import validate
+    from rnnedge.validation import validate
 
     d, _ = quantized_forecast
     rep = validate(d, samples=16)
@@ -150,8 +150,8 @@ def _easy_classes(n, seed):
 
 @pytest.mark.parametrize("cell", ["GRU", "LSTM"])
 def test_trained_classifier_keeps_top1_after_int8(tmp_path, cell):
-    from rnnedge.quantize import quantize
-    from rnnedge.validate import validate
+    from rnnedge.quantization import quantize
+    from rnnedge.validation import validate
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((None, 3), name="signal")
@@ -179,15 +179,15 @@ def test_trained_classifier_keeps_top1_after_int8(tmp_path, cell):
 # ---------------------------------------------------------------------------------------
 def test_tflite_modes(forecast_dir, tmp_path):
     try:
-        from rnnedge.quantize import _find_quantize_tflite
+        from rnnedge.quantization import _find_quantize_tflite
 
         _find_quantize_tflite()
     except Exception as e:
         pytest.skip(f"converters.tflite has no quantize function yet: {e}")
     if _exporter("tflite") is None:
         pytest.skip("no tflite exporter yet")
-    from rnnedge.quantize import quantize
-    from rnnedge.validate import validate
+    from rnnedge.quantization import quantize
+    from rnnedge.validation import validate
 
     d = tmp_path / "f"
     shutil.copytree(forecast_dir, d)
@@ -209,7 +209,7 @@ def test_tflite_modes(forecast_dir, tmp_path):
 # choices, bad input, CLI
 # ---------------------------------------------------------------------------------------
 def test_reduce_range_follows_the_cpu():
-    from rnnedge.quantize import default_reduce_range
+    from rnnedge.quantization import default_reduce_range
 
     assert default_reduce_range("x86_64", "flags\t: fpu sse avx2 fma\n")[0] is True
     assert default_reduce_range("x86_64", "flags\t: fpu avx2 avx512f avx512_vnni\n")[0] is False

@@ -230,14 +230,14 @@ def test_bad_files_give_clear_errors(tmp_path):
 def test_edge_path_never_imports_tensorflow(arts):
     code = f"""
 import sys, numpy as np
-import rnnedge.runtime, rnnedge.runtime.onnx, rnnedge.runtime.tflite, rnnedge.runtime.io, rnnedge.bench
+import rnnedge.runtime, rnnedge.runtime.onnx, rnnedge.runtime.tflite, rnnedge.runtime.io, rnnedge.benchmarking
 import rnnedge.cli.run, rnnedge.cli.bench
 from rnnedge.runtime import open_runner
 x = np.zeros(({TFL_BATCH}, {T}, {F}), np.float32)
 for p in [{str(arts['paths']['onnx'])!r}, {str(arts['paths']['tflite'])!r}]:
     with open_runner(p) as r:
         r.run({{r.inputs[0].name: x}})
-from rnnedge.bench import bench
+from rnnedge.benchmarking import bench
 bench([{str(arts['paths']['onnx'])!r}], runs=2, warmup=1)
 bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras', 'tf2onnx'))
 print('HEAVY', bad)

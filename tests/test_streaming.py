@@ -227,7 +227,7 @@ def test_session_usage_errors(exported):
 
 
 def test_cli_hooks(exported):
-    from rnnedge.cli_streaming import bench_streaming, run_streaming
+    from rnnedge.runtime.streaming import bench_streaming, run_streaming
 
     model, d, _ = exported["gru_reset_after"]
     x = _sequence(model, 1, seed=4)[0]                          # (T, F), unbatched

@@ -1,4 +1,4 @@
-"""rnnedge.validate / `rnnedge validate`: parity of every artifact against reference.keras.
+"""rnnedge.validation / `rnnedge validate`: parity of every artifact against reference.keras.
 
 Tiny versions of the presets (a few units, T=8) are exported once per module with the real
 exporters when they exist (converters.registry.get_exporter), else with small stand-ins.
@@ -119,7 +119,7 @@ def _cli(args):
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["forecast", "sentiment", "gru"])
 def test_float_artifacts_pass(folders, tmp_path, name):
-    from rnnedge.validate import validate
+    from rnnedge.validation import validate
 
     d = _copy(folders[name], tmp_path)
     rep = validate(d, samples=12)
@@ -172,7 +172,7 @@ def test_inputs_are_realistic(folders):
 
 
 def test_calibration_file_replaces_generated_inputs(folders, tmp_path):
-    from rnnedge.validate import validate
+    from rnnedge.validation import validate
 
     rng = np.random.default_rng(3)
     calib = tmp_path / "calib.npz"
@@ -213,7 +213,7 @@ def test_perturbed_onnx_weight_fails(folders, tmp_path):
     res = _cli([d, "--samples", "8"])
     assert res.exit_code == 1, res.output
     assert "model.onnx" in res.output and "fail" in res.output
-    from rnnedge.validate import validate
+    from rnnedge.validation import validate
 
     rep = validate(d, samples=8, write_manifest=False)
     row = rep["artifacts"]["model.onnx"]
@@ -224,7 +224,7 @@ def test_perturbed_onnx_weight_fails(folders, tmp_path):
 
 
 def test_corrupt_and_missing_files_are_error_rows(folders, tmp_path):
-    from rnnedge.validate import validate
+    from rnnedge.validation import validate
 
     d = _copy(folders["forecast"], tmp_path)
     tfl = d / "model.tflite"
@@ -245,7 +245,7 @@ def test_corrupt_and_missing_files_are_error_rows(folders, tmp_path):
 def test_runtime_not_installed_is_an_error_row(folders, tmp_path, monkeypatch):
     import rnnedge.runtime.tflite as rt
     from rnnedge.errors import MissingDependencyError
-    from rnnedge.validate import validate
+    from rnnedge.validation import validate
 
     def missing(*a, **k):
         raise MissingDependencyError("LiteRT (ai_edge_litert)", "pip install ai-edge-litert")
@@ -260,7 +260,7 @@ def test_runtime_not_installed_is_an_error_row(folders, tmp_path, monkeypatch):
 def test_mismatched_input_name_is_an_error_row(folders, tmp_path):
     import onnx
 
-    from rnnedge.validate import validate
+    from rnnedge.validation import validate
 
     d = _copy(folders["forecast"], tmp_path)
     m = onnx.load(str(d / "model.onnx"))
@@ -278,7 +278,7 @@ def test_mismatched_input_name_is_an_error_row(folders, tmp_path):
 
 
 def test_tfjs_without_node_is_skipped(folders, tmp_path, monkeypatch):
-    import rnnedge.validate as V
+    import rnnedge.validation as V
 
     d = _copy(folders["gru"], tmp_path)
     update_manifest(d, artifacts={"tfjs/model.json": {"format": "tfjs", "inputs": [], "outputs": []}})
@@ -298,7 +298,7 @@ def test_tfjs_artifact_validates_in_node(folders, tmp_path):
         pytest.skip("no tfjs exporter yet")
     from converters.registry import ExportOptions
 
-    from rnnedge.validate import validate
+    from rnnedge.validation import validate
 
     d = _copy(folders["forecast"], tmp_path)
     update_manifest(d, artifacts=exp(keras.models.load_model(d / "reference.keras"), d, ExportOptions()))
@@ -337,7 +337,7 @@ def test_cli_exit_codes_and_json(folders, tmp_path):
 
 
 def test_tolerance_table_and_overrides():
-    from rnnedge.validate import TOLERANCES, precision_of, tolerance_for
+    from rnnedge.validation import TOLERANCES, precision_of, tolerance_for
 
     assert TOLERANCES["float32"]["atol"] == 1e-5 and TOLERANCES["float32-tfjs"]["atol"] == 1e-4
     assert precision_of("model.int8.onnx", {"format": "onnx"}) == "int8"

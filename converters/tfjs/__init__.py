@@ -33,7 +33,7 @@ from converters.registry import ExportOptions, register_format
 from rnnedge.errors import MissingDependencyError, RnnedgeError
 
 TOLERANCE = 1e-4
-# self-check tolerances per weight dtype (the same atol as rnnedge.validate's presets)
+# self-check tolerances per weight dtype (the same atol as rnnedge.validation's presets)
 QUANT_TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "uint8": 1e-1}
 PRECISION = {"float32": "float32", "float16": "fp16", "uint8": "uint8"}
 

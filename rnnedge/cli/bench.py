@@ -1,4 +1,4 @@
-"""``rnnedge bench ARTIFACT...``: time artifacts in their runtimes (a thin CLI over rnnedge.bench)."""
+"""``rnnedge bench ARTIFACT...``: time artifacts in their runtimes (a thin CLI over rnnedge.benchmarking)."""
 from __future__ import annotations
 
 import json
@@ -42,9 +42,14 @@ def _int_list(ctx, param, value):
 @click.option("--csv", "csv_file", type=click.Path(dir_okay=False), help="write one CSV row per case")
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="write a PNG plot (p50 by batch size)")
 @click.option("--no-progress", is_flag=True, help="no progress bar on stderr")
+@click.option("--streaming", is_flag=True,
+              help="ARTIFACTS are step models (export --streaming): time one timestep with the state carried "
+                   "(--runs sequences of --steps steps each, batch 1)")
+@click.option("--steps", default=100, show_default=True, type=click.IntRange(min=1),
+              help="--streaming: timesteps per timed sequence")
 @handle_errors
 def command(artifacts, provider, batch_sizes, seq_lens, warmup, runs, threads, io_binding, interpreter,
-            json_file, csv_file, plot_file, no_progress):
+            json_file, csv_file, plot_file, no_progress, streaming, steps):
     """Benchmark ARTIFACTS (.onnx, .ort, .tflite, .keras, TF.js) on generated inputs.
 
     Reports session creation, first inference, latency p50/p90/p99, throughput, peak RSS and
@@ -53,8 +58,10 @@ def command(artifacts, provider, batch_sizes, seq_lens, warmup, runs, threads, i
     """
     from rich.console import Console
 
-    from rnnedge import bench as B
+    from rnnedge import benchmarking as B
 
+    if streaming:
+        return _bench_streaming(artifacts, provider, steps, warmup, runs, threads, interpreter, json_file)
     result = B.bench(list(artifacts), provider=list(provider), batch_sizes=batch_sizes, seq_lens=seq_lens,
                      warmup=warmup, runs=runs, threads=threads, io_binding=io_binding,
                      interpreter=interpreter, progress=not no_progress)
@@ -89,3 +96,41 @@ def command(artifacts, provider, batch_sizes, seq_lens, warmup, runs, threads, i
         from rnnedge.errors import RnnedgeError
 
         raise RnnedgeError("no benchmark case could run (see the skipped lines above)")
+
+
+def _bench_streaming(artifacts, providers, steps, warmup, runs, threads, interpreter, json_file):
+    """Per-step latency of step models (one row per artifact x provider)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from rnnedge.benchmarking import parse_providers
+    from rnnedge.runtime import runner_kind
+    from rnnedge.runtime.streaming import bench_streaming
+
+    rows = []
+    for art in artifacts:
+        kind = runner_kind(art)
+        for prov in (parse_providers(providers) if kind == "onnxruntime" else [None]):
+            opts = {"threads": threads} if threads else {}
+            if prov:
+                opts["provider"] = prov
+            if kind == "tflite":
+                opts["interpreter"] = interpreter
+            r = bench_streaming(art, steps=steps, warmup=warmup, runs=runs, **opts)
+            rows.append({"artifact": art, "provider": prov or "-", **{k: v for k, v in r.items()
+                                                                     if k != "runtime_info"}})
+    doc = {"schema": "rnnedge.bench-streaming/1", "cases": rows}
+    con = Console(stderr=json_file == "-")
+    t = Table(title=f"per-step latency (state carried; {runs} x {steps} steps, batch 1)")
+    for c in ("artifact", "runtime", "provider", "p50 ms", "p99 ms", "mean ms", "steps/s (p50)"):
+        t.add_column(c, justify="right" if c.endswith(("ms", ")")) else "left")
+    for r in rows:
+        t.add_row(str(r["artifact"]), str(r["runtime"]), r["provider"], f"{r['p50_ms']:.4f}",
+                  f"{r['p99_ms']:.4f}", f"{r['mean_ms']:.4f}", f"{1e3 / r['p50_ms']:.0f}" if r["p50_ms"] else "-")
+    con.print(t)
+    if json_file == "-":
+        click.echo(json.dumps(doc, default=float))
+    elif json_file:
+        from rnnedge.manifest import write_json_atomic
+
+        write_json_atomic(json_file, doc)

@@ -11,9 +11,8 @@ import click
 def command(preset, out_dir, epochs, samples, runs, as_json):
     """Train a preset, export it everywhere, quantize, validate, benchmark and bundle it for a Pi."""
     from rich.console import Console
-    from rich.table import Table
 
-    from rnnedge.demo import demo
+    from rnnedge.showcase import demo
 
     console = Console(stderr=True)
     status = console.status("")
@@ -29,45 +28,15 @@ def command(preset, out_dir, epochs, samples, runs, as_json):
     if as_json:
         from rnnedge.cli import print_json
 
-        print_json({"out_dir": str(res.out_dir), "ok": res.ok, "steps": res.steps,
-                    "validation": res.validation, "bench": res.bench, "bundle": str(res.bundle)})
+        print_json(res.to_dict())
     else:
+        from rnnedge.showcase import summary_tables
+
         out = Console()
-        t = Table(title=f"rnnedge demo: {preset} -> {res.out_dir}")
-        for c in ("step", "ok", "seconds", "result"):
-            t.add_column(c)
-        for s in res.steps:
-            t.add_row(s["step"], "✔" if s["ok"] else "✘", f"{s['seconds']}", str(s["detail"]))
-        out.print(t)
-        if res.validation:
-            v = Table(title="parity against Keras")
-            for c in ("artifact", "verdict", "max abs error", "top-1 agreement"):
-                v.add_column(c)
-            for name, row in (res.validation.get("artifacts") or {}).items():
-                outs = (row.get("outputs") or {}).values()
-                errs = [o.get("max_abs") for o in outs if o.get("max_abs") is not None]
-                agree = [o.get("top1_agreement") for o in outs if o.get("top1_agreement") is not None]
-                v.add_row(name, str(row.get("verdict", "")), _fmt(max(errs) if errs else None),
-                          _fmt(min(agree) if agree else None))
-            out.print(v)
-        if res.bench:
-            b = Table(title="CPU latency (batch 1)")
-            for c in ("artifact", "runtime", "p50 ms", "p90 ms"):
-                b.add_column(c)
-            for case in res.bench.get("cases", []):
-                lat = case.get("latency_ms") or {}
-                b.add_row(str(case.get("artifact")), str(case.get("runtime")), _fmt(lat.get("p50")), _fmt(lat.get("p90")))
-            out.print(b)
+        for t in summary_tables(res, title=f"rnnedge demo: {preset}"):
+            out.print(t)
         out.print(f"bundle: {res.bundle}")
     if not res.ok:
         from rnnedge.errors import ParityError
 
         raise ParityError("the demo finished, but a parity check or the bundle verification failed (see above)")
-
-
-def _fmt(v):
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.3g}"
-    return str(v)

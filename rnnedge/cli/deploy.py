@@ -30,7 +30,7 @@ def command(export_dir, target, runtime, pi_os, out, model, tolerance, no_tarbal
     preprocess.json, a sample input/output from the Keras reference, requirements.txt,
     README.md, a systemd unit and a manifest with every file's sha256.
     """
-    from rnnedge.deploy import deploy
+    from rnnedge.deployment import deploy
 
     res = deploy(export_dir, target=target, runtime=runtime, out=out, pi_os=pi_os, tarball=not no_tarball,
                  model=model, tolerance=tolerance)

@@ -8,7 +8,7 @@ import click
 
 from rnnedge.cli import handle_errors
 
-from rnnedge.quantize import MODES
+from rnnedge.quantization import MODES
 
 
 
@@ -43,7 +43,7 @@ def command(folder, modes, fmt, calibration, calibration_samples, per_channel, r
     Writes model.<mode>.onnx / model.<mode>.tflite next to the float files and records
     mode, source, sizes and ratio in manifest.json. Exit 1 when a mode failed.
     """
-    from rnnedge.quantize import quantize
+    from rnnedge.quantization import quantize
 
     mode_list = [m.strip() for s in modes for m in s.split(",") if m.strip()]
     res = quantize(folder, mode_list, formats=fmt, calibration=calibration, per_channel=per_channel,

@@ -21,9 +21,12 @@ from rnnedge.cli import handle_errors
 @click.option("--threads", type=click.IntRange(min=1), help="runtime threads")
 @click.option("--interpreter", default="auto", show_default=True,
               type=click.Choice(["auto", "litert", "tflite_runtime", "tf"]), help="TFLite interpreter")
+@click.option("--streaming", is_flag=True,
+              help="ARTIFACT is a step model (export --streaming): feed the input's sequence one timestep "
+                   "at a time from a zero state, carrying the recurrent state; outputs every step's output")
 @click.option("--json", "as_json", is_flag=True, help="print machine-readable JSON (with the outputs) to stdout")
 @handle_errors
-def command(artifact, input_file, output_file, provider, threads, interpreter, as_json):
+def command(artifact, input_file, output_file, provider, threads, interpreter, streaming, as_json):
     """Run ARTIFACT (.onnx, .ort, .tflite, .keras, TF.js folder) on the inputs in FILE."""
     import numpy as np
 
@@ -38,18 +41,22 @@ def command(artifact, input_file, output_file, provider, threads, interpreter, a
         opts["provider"] = provider
     elif kind == "tflite":
         opts["interpreter"] = interpreter
-    with open_runner(artifact, **opts) as runner:
-        feeds = read_inputs(input_file, runner.inputs)
-        t0 = time.perf_counter()
-        outs = runner.run(feeds)
-        ms = (time.perf_counter() - t0) * 1e3
-        info = dict(runner.info)
+    if streaming:
+        feeds, outs, ms, info, load_s = _run_streaming(artifact, input_file, opts)
+    else:
+        with open_runner(artifact, **opts) as runner:
+            feeds = read_inputs(input_file, runner.inputs)
+            t0 = time.perf_counter()
+            outs = runner.run(feeds)
+            ms = (time.perf_counter() - t0) * 1e3
+            info = dict(runner.info)
+            load_s = runner.load_seconds or 0
     if output_file:
         write_outputs(output_file, outs)
     if as_json:
         doc = {
             "artifact": artifact, "runtime": info.get("runtime"), "provider": info.get("provider"),
-            "latency_ms": ms, "load_ms": (runner.load_seconds or 0) * 1e3,
+            "latency_ms": ms, "load_ms": load_s * 1e3,
             "inputs": {k: {"shape": list(v.shape), "dtype": v.dtype.name} for k, v in feeds.items()},
             "outputs": {k: {"shape": list(np.shape(v)), "dtype": np.asarray(v).dtype.name,
                             "data": np.asarray(v).tolist()} for k, v in outs.items()},
@@ -62,7 +69,7 @@ def command(artifact, input_file, output_file, provider, threads, interpreter, a
 
     con = Console()
     con.print(f"[bold]{artifact}[/] - {info.get('runtime')} / {info.get('provider', '-')}: "
-              f"load {(runner.load_seconds or 0) * 1e3:.1f} ms, run {ms:.2f} ms "
+              f"load {load_s * 1e3:.1f} ms, run {ms:.2f} ms "
               f"(inputs {', '.join(f'{k} {list(v.shape)}' for k, v in feeds.items())})")
     t = Table(show_header=True)
     for col in ("output", "shape", "dtype", "min", "max", "mean", "first values"):
@@ -76,3 +83,22 @@ def command(artifact, input_file, output_file, provider, threads, interpreter, a
     con.print(t)
     if output_file:
         con.print(f"outputs written to {output_file}")
+
+
+def _run_streaming(artifact, input_file, opts):
+    """Step through the whole input sequence with :class:`StreamingSession` (zero initial state)."""
+
+    from rnnedge.runtime.io import read_inputs
+    from rnnedge.runtime.streaming import StreamingSession
+
+    with StreamingSession(artifact, **opts) as s:
+        lay = s.layout
+        # the file holds the whole sequence, (batch, T[, F]) or (T[, F]); s.run checks the shape
+        x_info = next(i for i in s.runner.inputs if i.name == lay["input"])
+        x = read_inputs(input_file, [x_info])[lay["input"]]
+        t0 = time.perf_counter()
+        y = s.run(x)
+        ms = (time.perf_counter() - t0) * 1e3
+        info = dict(s.runner.info, streaming=True, steps=s.steps)
+        load_s = s.runner.load_seconds or 0
+    return {lay["input"]: x}, {lay["output"]: y}, ms, info, load_s

@@ -34,7 +34,7 @@ def _tol_option(values: tuple[str, ...], what: str):
                 return x
             out["*"] = x
     if "*" in out:
-        from rnnedge.validate import TOLERANCES
+        from rnnedge.validation import TOLERANCES
 
         default = out.pop("*")
         out = {**{p: default for p in TOLERANCES}, **out}
@@ -116,7 +116,7 @@ def _console(stderr: bool):
 def command(folder, artifacts, samples, atol, rtol, min_agreement, seed, calibration, json_out, no_manifest):
     """Run reference.keras and every artifact of FOLDER on the same inputs and compare."""
     from rnnedge.manifest import _json_default, write_bytes_atomic
-    from rnnedge.validate import validate
+    from rnnedge.validation import validate
 
     report = validate(folder, artifacts=list(artifacts) or None, samples=samples,
                       atol=_tol_option(atol, "atol"), rtol=_tol_option(rtol, "rtol"),

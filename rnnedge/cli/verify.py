@@ -17,7 +17,7 @@ import click
 def command(bundle, runtime, python, hashes_only, as_json):
     """Verify a deployment BUNDLE (folder or .tar.gz): every file's sha256 matches manifest.json,
     the model loads, and the recorded sample reproduces its Keras output within tolerance."""
-    from rnnedge.deploy import verify
+    from rnnedge.deployment import verify
 
     rep = verify(bundle, runtime=runtime, python=python, run_model=not hashes_only)
     if as_json:

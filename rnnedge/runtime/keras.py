@@ -89,6 +89,12 @@ class KerasRunner(Runner):
         if self.mode == "call":
             y = self.model(x, training=False)
         else:
+            shapes = [v.shape[1:] for v in xs]
+            if shapes != getattr(self, "_traced_shapes", shapes):
+                # a new sequence length: retrace. Keras reuses the traced predict function with
+                # relaxed shapes, and TimeDistributed's vectorized map then indexes out of range.
+                self.model.predict_function = None
+            self._traced_shapes = shapes
             y = self.model.predict_on_batch(x)
         if isinstance(y, dict):
             ys = [y[n] for n in (o.name for o in self.outputs)]

@@ -18,13 +18,16 @@ never padding). ONNX step models take any batch size; TFLite step models batch 1
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 
 from rnnedge.errors import UsageError
+from rnnedge.runtime.base import Runner, TensorInfo
 
-__all__ = ["StreamingSession", "step_layout"]
+__all__ = ["StreamingSession", "step_layout", "run_streaming", "bench_streaming",
+           "SequenceRunner", "is_step_model"]
 
 
 def _manifest_entry(path: Path) -> dict:
@@ -245,3 +248,108 @@ class StreamingSession:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def run_streaming(path, inputs_array, **runtime_options) -> np.ndarray:
+    """Feed ``inputs_array`` ((batch, T, F) / (T, F), or token ids (batch, T) / (T,)) one step at a
+    time through the step model at ``path``, from a zero state; returns every step's output."""
+    with StreamingSession(path, **runtime_options) as s:
+        return s.run(inputs_array)
+
+
+def _step_input(layout: dict, rng) -> np.ndarray:
+    batch = layout["fixed_batch"] or 1
+    if layout["token"]:
+        hi = max(int(layout.get("vocab_size") or 2), 2)
+        return rng.integers(1, hi, size=(batch,)).astype(layout["input_dtype"])
+    return rng.standard_normal((batch, int(layout["features"]))).astype(layout["input_dtype"])
+
+
+def bench_streaming(path, steps: int = 100, warmup: int = 10, runs: int = 5, seed: int = 0,
+                    **runtime_options) -> dict:
+    """Per-step latency of the step model at ``path`` (batch 1 unless the model fixes another).
+
+    ``runs`` sequences of ``steps`` steps each, from a zero state; ``warmup`` untimed steps first.
+    Returns ``{p50_ms, p99_ms, mean_ms, min_ms, max_ms, steps, runs, n, runtime, ...}``.
+    """
+    if steps < 1 or runs < 1 or warmup < 0:
+        raise UsageError("bench: steps and runs must be >= 1, warmup >= 0")
+    rng = np.random.default_rng(seed)
+    with StreamingSession(path, **runtime_options) as s:
+        xs = [_step_input(s.layout, rng) for _ in range(steps)]
+        for i in range(warmup):
+            s.step(xs[i % steps])
+        times = []
+        for _ in range(runs):
+            s.reset()
+            for x in xs:
+                t0 = time.perf_counter()
+                s.step(x)
+                times.append(time.perf_counter() - t0)
+        info = dict(s.runner.info)
+    ms = np.asarray(times) * 1e3
+    return {
+        "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": float(ms.mean()), "min_ms": float(ms.min()), "max_ms": float(ms.max()),
+        "steps": steps, "runs": runs, "warmup": warmup, "n": int(ms.size),
+        "runtime": info.get("runtime"), "runtime_info": info,
+    }
+
+
+class SequenceRunner(Runner):
+    """A step model seen as the full model it came from, for validation and comparison.
+
+    ``run({input: whole sequence})`` resets the state, steps through every timestep and
+    returns what the full model outputs: every step's output (``output_mode="sequence"``) or
+    the last one (``"last"``). Rows of token ids skip their padding id (``padding_id`` in the
+    manifest), as the full model's mask does.
+    """
+
+    def __init__(self, path, **runtime_options):
+        super().__init__(str(path), runtime="streaming", options=dict(runtime_options))
+        self.session: StreamingSession | None = None
+
+    def _load(self) -> None:
+        s = self.session = StreamingSession(self.path, **self.options)
+        lay = s.layout
+        x = next(i for i in s.runner.inputs if i.name == lay["input"])
+        y = next(o for o in s.runner.outputs if o.name == lay["output"])
+        batch = lay["fixed_batch"]
+        self.inputs = [TensorInfo(lay["input"], [batch, None, *list(x.shape[1:])], x.dtype)]
+        last = lay.get("output_mode") == "last"
+        self.outputs = [TensorInfo(lay["output"], [batch, *([] if last else [None]), *list(y.shape[1:])], y.dtype)]
+        self.padding_id = _manifest_entry(Path(self.path)).get("padding_id")
+        self.info = dict(s.runner.info, streaming=True, output_mode=lay.get("output_mode"))
+
+    def _run(self, feeds):
+        s = self.session
+        x = np.asarray(feeds[self.inputs[0].name])
+        last = s.layout.get("output_mode") == "last"
+        if self.padding_id is not None and s.layout["token"] and (x == self.padding_id).any():
+            zero = np.zeros(self.outputs[0].shape[-1], np.float32)  # a row with no token at all
+            rows = []
+            for row in x:
+                s.reset()
+                kept = row[row != self.padding_id]
+                y = s.run(kept[None])[0] if kept.size else np.zeros((0, zero.size), np.float32)
+                if last:
+                    rows.append(y[-1] if len(y) else zero)
+                    continue
+                # padded steps repeat the previous output (zeros before the first token)
+                pos = np.cumsum(row != self.padding_id) - 1
+                rows.append(np.stack([y[k] if k >= 0 else zero for k in pos]))
+            return {self.outputs[0].name: np.stack(rows)}
+        s.reset()
+        y = s.run(x)
+        return {self.outputs[0].name: y[:, -1] if last else y}
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        super().close()
+
+
+def is_step_model(entry: dict) -> bool:
+    """Whether a manifest entry describes a step model (``export --streaming``)."""
+    return bool(entry.get("states")) and "step_input" in entry

@@ -1,4 +1,4 @@
-"""Benchmark artifacts in their real runtimes: ``rnnedge.bench.bench([...])`` / ``rnnedge bench``.
+"""Benchmark artifacts in their real runtimes: ``rnnedge.benchmarking.bench([...])`` / ``rnnedge bench``.
 
 The same :class:`~rnnedge.runtime.Runner` objects ``run`` and ``validate`` use are timed on
 generated inputs, for every artifact x provider x batch size x sequence length::
@@ -310,7 +310,7 @@ def latency_stats(ms: Sequence[float]) -> dict:
     }
 
 
-def _parse_providers(provider) -> list[str]:
+def parse_providers(provider) -> list[str]:
     if provider is None:
         return ["cpu"]
     if isinstance(provider, str):
@@ -354,7 +354,7 @@ def bench(
         if not Path(a).exists():
             raise UsageError(f"{a}: no such artifact")
         runner_kind(a)  # raises UsageError for unknown kinds
-    providers = _parse_providers(provider)
+    providers = parse_providers(provider)
     batch_sizes = [int(b) for b in batch_sizes] or [1]
     if any(b < 1 for b in batch_sizes):
         raise UsageError("batch sizes must be >= 1")
@@ -764,4 +764,4 @@ def validate_result(result: dict) -> list[str]:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use `rnnedge bench` or rnnedge.bench.bench()")
+    sys.exit("use `rnnedge bench` or rnnedge.benchmarking.bench()")

@@ -1,0 +1,166 @@
+"""The whole toolkit in one call: ``rnnedge demo`` and the examples.
+
+:func:`deliver` takes a trained ``.keras`` model (with its ``.rnnedge.json`` sidecar) through
+export (ONNX, ORT, TFLite, TF.js) -> quantize -> validate parity -> benchmark on CPU ->
+Raspberry Pi bundle (+ verify). :func:`demo` trains a preset on its built-in data first.
+:func:`summary_tables` renders the result as rich tables. Each step is one public API call
+(:func:`rnnedge.export`, :func:`rnnedge.quantize`, ...); this module only chains them.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+DEFAULT_QUANT = ("int8", "fp16", "dynamic")
+
+
+@dataclass
+class DemoResult:
+    out_dir: Path
+    steps: list[dict] = field(default_factory=list)
+    export_dir: Optional[Path] = None
+    artifacts: dict = field(default_factory=dict)
+    validation: Optional[dict] = None
+    bench: Optional[dict] = None
+    bundle: Optional[Path] = None
+    ok: bool = True
+
+    def to_dict(self) -> dict:
+        return {"out_dir": str(self.out_dir), "ok": self.ok, "steps": self.steps,
+                "export_dir": str(self.export_dir) if self.export_dir else None,
+                "artifacts": sorted(self.artifacts), "validation": self.validation, "bench": self.bench,
+                "bundle": str(self.bundle) if self.bundle else None}
+
+
+def _node_ready() -> bool:
+    try:
+        from rnnedge.runtime.tfjs import node_status  # type: ignore
+
+        return bool(node_status()[0])
+    except Exception:  # noqa: BLE001 - no Node: TF.js is left out
+        return shutil.which("node") is not None and (
+            Path(__file__).parent / "runtime" / "node" / "node_modules" / "@tensorflow" / "tfjs").exists()
+
+
+class _Steps:
+    """Runs named steps, recording ``{step, ok, seconds, detail}``; ``on_step(name, phase)``."""
+
+    def __init__(self, res: DemoResult, on_step: Optional[Callable[[str, str], None]]):
+        self.res, self.on_step = res, on_step
+
+    def __call__(self, name: str, fn: Callable[[], object], detail: Callable[[object], str]):
+        if self.on_step:
+            self.on_step(name, "start")
+        t0 = time.perf_counter()
+        try:
+            value = fn()
+            self.res.steps.append({"step": name, "ok": True, "seconds": round(time.perf_counter() - t0, 1),
+                                   "detail": detail(value)})
+            return value
+        finally:
+            if self.on_step:
+                self.on_step(name, "end")
+
+
+def deliver(model_path: str | Path, out_dir: str | Path, *, formats: Optional[Sequence[str]] = None,
+            quantize: Sequence[str] = DEFAULT_QUANT, streaming: bool = False, bench_runs: int = 30,
+            bench_seq_len: Optional[int] = None, deploy_runtime: str = "litert",
+            on_step: Optional[Callable[[str, str], None]] = None, res: Optional[DemoResult] = None) -> DemoResult:
+    """Export a trained model everywhere, quantize, validate, benchmark and bundle it.
+
+    Writes ``out_dir/export`` (artifacts + manifest.json) and ``out_dir/bundle`` (+ .tar.gz).
+    ``formats`` defaults to onnx, ort, tflite and tfjs (when Node is set up). ``res.ok`` is
+    False when an artifact fails parity or the bundle does not verify; nothing raises for that.
+    """
+    from rnnedge import bench, deploy, export, validate, verify
+    from rnnedge import quantize as _quantize
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    res = res or DemoResult(out)
+    step = _Steps(res, on_step)
+    fmts = list(formats or ("onnx", "ort", "tflite") + (("tfjs",) if _node_ready() else ()))
+    exp_dir = res.export_dir = out / "export"
+    ex = step("export", lambda: export(model_path, fmts, exp_dir, validate=False, streaming=streaming),
+              lambda r: ", ".join(r.artifacts))
+    res.artifacts = dict(ex.artifacts)
+    if quantize:
+        q = step("quantize", lambda: _quantize(exp_dir, list(quantize)),
+                 lambda q: ", ".join(n for n, e in q.items() if "error" not in e))
+        res.artifacts.update({n: e for n, e in q.items() if "error" not in e})
+    rep = res.validation = step("validate", lambda: validate(exp_dir), lambda r: f"exit code {r.get('exit_code')}")
+    res.ok = rep.get("exit_code", 1) == 0
+    arts = [p for p in (exp_dir / "reference.keras", exp_dir / "model.onnx", exp_dir / "model.tflite") if p.exists()]
+    res.bench = step("bench", lambda: bench(arts, batch_sizes=(1,), seq_lens=(bench_seq_len,) if bench_seq_len else None,
+                                            runs=bench_runs, warmup=3),
+                     lambda r: f"{len(r.get('cases', []))} cases")
+    d = step("deploy", lambda: deploy(exp_dir, target="rpi", runtime=deploy_runtime, out=out / "bundle"),
+             lambda r: str(r.bundle))
+    res.bundle = Path(d.bundle)
+    v = step("verify", lambda: verify(res.bundle), lambda r: "ok" if r.ok else "; ".join(map(str, r.errors)))
+    res.ok = res.ok and bool(v.ok)
+    return res
+
+
+def demo(preset: str = "forecast", out_dir: str | Path = "rnnedge-demo", *, epochs: Optional[int] = None,
+         samples: Optional[int] = None, quantize: Sequence[str] = DEFAULT_QUANT, bench_runs: int = 30,
+         formats: Optional[Sequence[str]] = None, deploy_runtime: str = "litert",
+         on_step: Optional[Callable[[str, str], None]] = None) -> DemoResult:
+    """Train ``preset`` on its built-in data, then :func:`deliver` it."""
+    from rnnedge import load_spec, train
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    res = DemoResult(out)
+    spec = load_spec(preset)
+    model_path = out / f"{spec.name}.keras"
+    _Steps(res, on_step)("train", lambda: train(preset, out=model_path, epochs=epochs, samples=samples),
+                         lambda r: f"{model_path} — " + ", ".join(f"{k}={v:.3g}" for k, v in r.metrics.items()
+                                                                   if k.startswith("val_")))
+    seq = (spec.data.window or spec.data.max_len) if spec.data is not None else None
+    return deliver(model_path, out, formats=formats, quantize=quantize, bench_runs=bench_runs, bench_seq_len=seq,
+                   deploy_runtime=deploy_runtime, on_step=on_step, res=res)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
+def summary_tables(res: DemoResult, title: str = "rnnedge") -> list:
+    """Rich tables: the steps, parity per artifact, CPU latency; then the bundle path."""
+    from rich.table import Table
+
+    tables = []
+    t = Table(title=f"{title} -> {res.out_dir}")
+    for c in ("step", "ok", "seconds", "result"):
+        t.add_column(c)
+    for s in res.steps:
+        t.add_row(s["step"], "✔" if s["ok"] else "✘", f"{s['seconds']}", str(s["detail"]))
+    tables.append(t)
+    if res.validation:
+        v = Table(title="parity against Keras (validate)")
+        for c in ("artifact", "verdict", "max abs error", "top-1 agreement"):
+            v.add_column(c)
+        for name, row in (res.validation.get("artifacts") or {}).items():
+            outs = (row.get("outputs") or {}).values()
+            errs = [o.get("max_abs") for o in outs if o.get("max_abs") is not None]
+            agree = [o.get("top1_agreement") for o in outs if o.get("top1_agreement") is not None]
+            v.add_row(name, str(row.get("verdict", "")), _fmt(max(errs) if errs else None),
+                      _fmt(min(agree) if agree else None))
+        tables.append(v)
+    if res.bench:
+        b = Table(title="CPU latency, batch 1 (bench)")
+        for c in ("artifact", "runtime", "p50 ms", "p90 ms"):
+            b.add_column(c)
+        for case in res.bench.get("cases", []):
+            lat = case.get("latency_ms") or {}
+            b.add_row(str(case.get("artifact")), str(case.get("runtime")), _fmt(lat.get("p50")), _fmt(lat.get("p90")))
+        tables.append(b)
+    return tables
