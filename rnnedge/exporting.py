@@ -7,7 +7,7 @@ fields and parity gate.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -78,12 +78,31 @@ def export(source, fmt: str | Iterable[str] = "onnx", out_dir: str | Path = "exp
     save_manifest(out, man)
     save_reference(lm.model, out)
     update_manifest(out, artifacts={"reference.keras": {"format": "keras", "role": "reference"}})
+    # ONNX/TFLite quantized variants come from rnnedge.quantization (one place, after the float
+    # export); TF.js stores quantized weights in its own writer, so its exporter gets the modes.
+    q_modes = list(quantize)
     options = ExportOptions(opset=opset, batch_size=batch_size, seq_len=seq_len, allow_flex=allow_flex,
-                            quantize=list(quantize), streaming=streaming, extra=dict(extra or {}))
+                            quantize=[], streaming=streaming, extra=dict(extra or {}))
     entries: dict[str, dict] = {}
     for f, exporter in exporters:
-        got = exporter(lm.model, out, options)
+        opts = replace(options, quantize=q_modes) if f == "tfjs" else options
+        got = exporter(lm.model, out, opts)
         update_manifest(out, artifacts=got)
+        entries.update(got)
+    q_fmts = [f for f in ("onnx", "tflite") if f in fmts]
+    if q_modes and q_fmts:
+        from rnnedge.quantization import MODES as Q_MODES
+        from rnnedge.quantization import quantize as _quantize
+
+        bad = [m for m in q_modes if m not in Q_MODES]
+        if bad:
+            raise UsageError(f"unknown quantization mode(s) {bad}; choose from: {', '.join(Q_MODES)}")
+        got = _quantize(out, q_modes, formats=q_fmts)
+        errors = {n: e["error"] for n, e in got.items() if "error" in e}
+        if errors:
+            from rnnedge.errors import ConversionError
+
+            raise ConversionError("quantization failed: " + "; ".join(f"{n}: {m}" for n, m in errors.items()))
         entries.update(got)
     if streaming:
         from converters.streaming import FORMATS as STEP_FORMATS

@@ -241,3 +241,21 @@ def test_cli(forecast_dir, tmp_path):
     # only ONNX exported: an explicit tflite request is bad input
     res = _cli([d, "--mode", "fp16", "--format", "tflite"])
     assert res.exit_code == 2 and "tflite" in res.output
+
+
+def test_export_quantize_goes_through_rnnedge_quantize(tmp_path):
+    """`export --quantize` writes the same variants `rnnedge quantize` does, ONNX included, and
+    validates them; a mode that exists for no asked format is refused."""
+    from rnnedge.cli import cli
+
+    src = tmp_path / "m.keras"
+    forecast_like(units=4).save(src)
+    out = tmp_path / "exp"
+    r = CliRunner().invoke(cli, ["export", str(src), "-f", "onnx", "--quantize", "int8,fp16", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    arts = load_manifest(out)["artifacts"]
+    for name, mode in (("model.int8.onnx", "int8"), ("model.fp16.onnx", "fp16")):
+        assert arts[name]["quantization"]["mode"] == mode
+        assert arts[name]["parity"]["verdict"] == "pass", arts[name]["parity"]
+    r = CliRunner().invoke(cli, ["export", str(src), "-f", "onnx", "--quantize", "dynamic", "-o", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "does not apply to onnx" in r.output, r.output

@@ -280,3 +280,85 @@ def test_other_layers_are_refused_by_name(tmp_path, make, layer):
     x = keras.Input((None, F))
     e = _refused(keras.Model(x, make(x)), tmp_path)
     assert e.layer == layer and f"'{layer}'" in str(e) and "streaming supports" in str(e)
+
+
+# --------------------------------------------------------------------------- validate + CLI
+@pytest.fixture(scope="module")
+def export_folders(tmp_path_factory, exported):
+    """rnnedge.export(..., streaming=True) folders (reference.keras, manifest, full + step models);
+    export validates every artifact, step models included."""
+    import rnnedge
+
+    out = {}
+    for name in ("lstm2_dense", "textgen"):
+        model = exported[name][0]
+        src = tmp_path_factory.mktemp(f"src_{name}") / f"{name}.keras"
+        model.save(src)
+        d = tmp_path_factory.mktemp(f"export_{name}")
+        out[name] = (model, d, rnnedge.export(src, ["onnx", "tflite"], d, streaming=True))
+    return out
+
+
+@pytest.mark.parametrize("name", ["lstm2_dense", "textgen"])
+def test_validate_runs_step_models_as_the_full_model(export_folders, name):
+    _, d, res = export_folders[name]
+    rows = res.validation["artifacts"]
+    for f in ("model.step.onnx", "model.step.tflite"):
+        row = rows[f]
+        assert row["verdict"] == "pass", (f, row)
+        assert any("step model" in n for n in row.get("notes", [])), row
+        assert max(o["max_abs"] for o in row["outputs"].values()) <= TOL
+    man = json.loads((d / "manifest.json").read_text())
+    assert man["artifacts"]["model.step.onnx"]["parity"]["verdict"] == "pass"
+
+
+def test_validate_step_model_skips_padding_like_the_mask(export_folders):
+    """Token rows with padding ids: the step model skips them as Embedding(mask_zero) does."""
+    from rnnedge.runtime import open_runner
+    from rnnedge.runtime.streaming import SequenceRunner
+
+    model, d, _ = export_folders["textgen"]
+    x = np.array([[3, 5, 0, 0, 7, 2], [4, 0, 9, 1, 0, 0]], np.int32)
+    with SequenceRunner(d / "model.step.onnx") as r:
+        got = r.run({"tokens": x})["probs"]
+    ref = np.asarray(model(x, training=False))
+    keep = x != 0
+    assert np.abs(got[keep] - ref[keep]).max() <= TOL
+    # a padded step repeats the output of the last real token (what the mask carries forward)
+    assert np.allclose(got[0, 2], got[0, 1]) and np.allclose(got[1, 4], got[1, 3])
+    with open_runner(d / "model.onnx") as full:  # and the full ONNX model agrees on real tokens
+        assert np.abs(full.run({"tokens": x})["probs"][keep] - got[keep]).max() <= TOL
+
+
+def test_cli_run_and_bench_streaming(export_folders, tmp_path):
+    from click.testing import CliRunner
+
+    from rnnedge.cli import cli
+    from rnnedge.runtime.streaming import run_streaming
+
+    _, d, _ = export_folders["lstm2_dense"]
+    x = np.random.default_rng(3).normal(size=(2, T, F)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    r = CliRunner().invoke(cli, ["run", str(d / "model.step.tflite"), "-i", str(tmp_path / "x.npy"),
+                                 "--streaming", "--json"])
+    # the TFLite step model has a fixed batch of 1
+    assert r.exit_code == 2 and "batch 1" in r.output, r.output
+    r = CliRunner().invoke(cli, ["run", str(d / "model.step.onnx"), "-i", str(tmp_path / "x.npy"),
+                                 "--streaming", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    got = np.asarray(doc["outputs"]["head"]["data"], np.float32)
+    assert got.shape == (2, T, 2) and doc["runtime"] == "onnxruntime"
+    assert np.abs(got - run_streaming(d / "model.step.onnx", x)).max() <= 1e-6
+    assert np.abs(got[:, -1] - np.asarray(export_folders["lstm2_dense"][0](x))).max() <= TOL
+
+    r = CliRunner().invoke(cli, ["bench", str(d / "model.step.onnx"), str(d / "model.step.tflite"),
+                                 "--streaming", "--steps", "4", "--runs", "2", "--warmup", "1", "--json", "-"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output[r.output.index('{"schema"'):])
+    assert doc["schema"] == "rnnedge.bench-streaming/1"
+    assert [c["runtime"] for c in doc["cases"]] == ["onnxruntime", "litert"]
+    assert all(c["n"] == 8 and 0 < c["p50_ms"] <= c["max_ms"] for c in doc["cases"])
+
+    r = CliRunner().invoke(cli, ["run", str(d / "model.onnx"), "-i", str(tmp_path / "x.npy"), "--streaming"])
+    assert r.exit_code == 2 and "not a step model" in r.output

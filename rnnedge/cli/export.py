@@ -10,7 +10,7 @@ import click
 @click.option("--batch-size", type=int, default=None, help="Fix the batch size (TFLite default 1).")
 @click.option("--seq-len", type=int, default=None, help="Fix the sequence length (default: free).")
 @click.option("--allow-flex", is_flag=True, help="TFLite: allow Flex (SELECT_TF_OPS); a Pi cannot run them.")
-@click.option("--quantize", "quantize", multiple=True, help="Also write quantized variants (e.g. int8, fp16).")
+@click.option("--quantize", "quantize", multiple=True, help="Also write quantized variants, as `rnnedge quantize` does (ONNX: int8, uint8, fp16, int8-static; TFLite: dynamic, fp16, int8; TF.js: fp16, uint8 weights); comma-separated or repeated.")
 @click.option("--streaming", is_flag=True, help="Also write a one-step model with explicit state.")
 @click.option("--no-validate", is_flag=True, help="Skip the parity check after export.")
 @click.option("--json", "as_json", is_flag=True)
