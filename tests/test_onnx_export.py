@@ -513,3 +513,15 @@ def test_ort_format_loads_and_matches(tmp_path):
     sess = ort.InferenceSession(str(tmp_path / "model.ort"), providers=["CPUExecutionProvider"])
     for padding in ("post", "pre", "hole"):
         assert compare(model, sess, info, make_feeds(info, 3, 8, padding=padding)) <= TOL
+
+
+def test_fixed_length_float_input_keeps_its_length(tmp_path):
+    """A Keras input with a fixed time length (shape (12, 1)) exports with that length and
+    passes its self-check (it used to be fed a free length Keras refuses)."""
+    x = keras.Input((12, 1), name="series")
+    m = keras.Model(x, layers.Dense(1)(layers.GRU(3, name="gru")(x)), name="fixed_len")
+    entries = get_exporter("onnx")(m, tmp_path, ExportOptions())
+    e = entries["model.onnx"]
+    assert e["inputs"][0]["shape"] == ["batch", 12, 1]
+    assert e["op_types"].get("GRU") == 1 and "Loop" not in e["op_types"]
+    assert e["self_check"]["max_abs_error"] <= 1e-5

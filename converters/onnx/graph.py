@@ -388,6 +388,8 @@ def convert_model(model, options: ExportOptions | None = None):
         for i, d in enumerate(shape):
             if i == 0:
                 dims.append(batch_dim)
+            elif i == 1 and _is_seq_input(t) and d is not None and not options.seq_len:
+                dims.append(int(d))  # the Keras model fixes this input's length: keep it
             elif i == 1 and _is_seq_input(t):  # several sequence inputs: one free length each
                 dims.append(time_dim if ctx.fixed_time or n_seq == 1 else f"{name}_time")
             elif d is None:
