@@ -217,18 +217,6 @@ def bundle_check(bundle: Path, export_dir: Path, pre: dict) -> dict:
             "sentences": rows, "ok": all(r["ok"] for r in rows)}
 
 
-def verdicts(report: dict | None) -> dict:
-    """Per artifact: the parity verdict, its largest abs error and lowest top-1 agreement."""
-    rows = {}
-    for name, a in (report or {}).get("artifacts", {}).items():
-        outs = list((a.get("outputs") or {}).values())
-        errs = [o["max_abs"] for o in outs if o.get("max_abs") is not None]
-        agree = [o["top1_agreement"] for o in outs if o.get("top1_agreement") is not None]
-        rows[name] = {"verdict": a.get("verdict"), "max_abs": max(errs, default=None),
-                      "top1_agreement": min(agree, default=None)}
-    return rows
-
-
 def _f(v, digits=4):
     return "" if v is None else f"{v:.{digits}f}"
 
@@ -247,8 +235,7 @@ def _f(v, digits=4):
 @click.option("--seed", type=int, default=0, show_default=True)
 def main(out: Path, data, quick, epochs, samples, test_fraction, seed):
     import rnnedge
-    from rnnedge.manifest import write_json_atomic
-    from rnnedge.showcase import deliver, summary_tables
+    from rnnedge.showcase import deliver, finish, summary_tables
 
     out.mkdir(parents=True, exist_ok=True)
     # 1. data ---------------------------------------------------------------------------
@@ -335,7 +322,7 @@ def main(out: Path, data, quick, epochs, samples, test_fraction, seed):
     console.print(b)
 
     # summary --------------------------------------------------------------------------
-    validation = verdicts(res.validation)
+    validation = res.summary()["validation"]
     failed = [n for n, a in validation.items() if a["verdict"] in ("fail", "error")]
     reasons = ([f"parity failed: {', '.join(failed)}"] if failed else []) \
         + ([] if res.ok or failed else ["bundle verification failed"]) \
@@ -343,22 +330,13 @@ def main(out: Path, data, quick, epochs, samples, test_fraction, seed):
         + [f"padding changes the probability in {p['artifact']}" for p in pads if not p["ok"]] \
         + ([] if bund["ok"] else ["bundle predict.py disagrees with Keras"])
     ok = not reasons
-    pipeline = {**res.to_dict(), "validation": validation,
-                "validation_exit_code": (res.validation or {}).get("exit_code"),
-                "bench": [{"artifact": c.get("artifact"), "runtime": c.get("runtime"),
-                           "p50_ms": (c.get("latency_ms") or {}).get("p50")}
-                          for c in (res.bench or {}).get("cases", [])]}
+    pipeline = res.summary()
     summary = {"example": "sentiment", "ok": ok, "reasons": reasons, "quick": quick, "data": info,
                "train": {"epochs_run": res_train.info["epochs_run"], "metrics": res_train.metrics,
                          "vocab_ids": len(pre["vocab"]) + 2, "max_len": pre["max_len"]},
                "task": {"metric": "accuracy", "held_out": task, "padding": pads, "bundle_predict": bund},
                "pipeline": pipeline}
-    write_json_atomic(out / "summary.json", summary)
-    if ok:
-        console.print(f"[bold green]ok[/]: everything passed -> {out / 'summary.json'}")
-    else:
-        console.print(f"[bold red]FAILED[/]: {'; '.join(reasons)} -> {out / 'summary.json'}")
-    sys.exit(0 if ok else 1)
+    sys.exit(finish(summary, out, console))
 
 
 if __name__ == "__main__":

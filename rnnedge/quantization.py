@@ -313,6 +313,21 @@ def _check_loads(path: Path, feeds: dict | None, display: str | None = None) -> 
                               fmt="onnx") from None
 
 
+def _crashes_onnxruntime(path: Path) -> str | None:
+    """Open ``path`` in onnxruntime (CPU, default options) in a child process; a message when
+    that *crashes* (a signal), else None. onnxruntime 1.32's x86 ``NchwcTransformer`` segfaults
+    on some fp16 graphs (seen: a masked LSTM encoder-decoder); a crash must not kill the caller."""
+    import subprocess
+    import sys
+
+    code = "import sys, onnxruntime as o; o.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])"
+    try:
+        r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        return "onnxruntime did not finish loading it in 300 s"
+    return f"onnxruntime crashes loading it (signal {-r.returncode})" if r.returncode < 0 else None
+
+
 def _onnx_sample_feeds(model_path: Path, manifest: dict, calib, n: int, seed: int) -> list[dict]:
     """Realistic feeds (``n`` samples, batch 1 each) for the ONNX model's inputs."""
     import onnx
@@ -363,6 +378,10 @@ def _fp16(src_model, out: Path, feeds: dict, keep_recurrent_float: bool | None,
             m16 = float16.convert_float_to_float16(src_model, keep_io_types=True, op_block_list=ops,
                                                    node_block_list=list(nodes))
             onnx.save(m16, str(out))
+            crash = _crashes_onnxruntime(out)
+            if crash:
+                last = ConversionError(f"{display or out.name}: {crash}", fmt="onnx")
+                break
             try:
                 _check_loads(out, feeds, display=display or out.name)
             except ConversionError as e:

@@ -34,6 +34,18 @@ class DemoResult:
                 "artifacts": sorted(self.artifacts), "validation": self.validation, "bench": self.bench,
                 "bundle": str(self.bundle) if self.bundle else None}
 
+    def summary(self) -> dict:
+        """:meth:`to_dict` made compact for a report: parity as one row per artifact
+        (:func:`rnnedge.validation.parity_summary`) and the bench as p50 per case."""
+        from rnnedge.validation import parity_summary
+
+        return {**self.to_dict(), "validation": parity_summary(self.validation),
+                "validation_exit_code": (self.validation or {}).get("exit_code"),
+                "bench": [{"artifact": c.get("artifact"), "runtime": c.get("runtime"),
+                           "p50_ms": (c.get("latency_ms") or {}).get("p50")}
+                          for c in (self.bench or {}).get("cases", [])],
+                "bench_skipped": (self.bench or {}).get("skipped", [])}
+
 
 def _node_ready() -> bool:
     try:
@@ -68,12 +80,16 @@ class _Steps:
 def deliver(model_path: str | Path, out_dir: str | Path, *, formats: Optional[Sequence[str]] = None,
             quantize: Sequence[str] = DEFAULT_QUANT, streaming: bool = False, bench_runs: int = 30,
             bench_seq_len: Optional[int] = None, deploy_runtime: str = "litert",
-            on_step: Optional[Callable[[str, str], None]] = None, res: Optional[DemoResult] = None) -> DemoResult:
+            on_step: Optional[Callable[[str, str], None]] = None, res: Optional[DemoResult] = None,
+            calibration: Optional[str | Path] = None, validate_options: Optional[dict] = None) -> DemoResult:
     """Export a trained model everywhere, quantize, validate, benchmark and bundle it.
 
     Writes ``out_dir/export`` (artifacts + manifest.json) and ``out_dir/bundle`` (+ .tar.gz).
     ``formats`` defaults to onnx, ort, tflite and tfjs (when Node is set up). ``res.ok`` is
     False when an artifact fails parity or the bundle does not verify; nothing raises for that.
+    ``calibration``: a .npy/.npz of real model inputs, used to calibrate quantization and as the
+    validation inputs (instead of generated ones). ``validate_options``: tolerances passed to
+    :func:`rnnedge.validate` (``atol``, ``rtol``, ``min_agreement``), recorded in its report.
     """
     from rnnedge import bench, deploy, export, validate, verify
     from rnnedge import quantize as _quantize
@@ -88,10 +104,11 @@ def deliver(model_path: str | Path, out_dir: str | Path, *, formats: Optional[Se
               lambda r: ", ".join(r.artifacts))
     res.artifacts = dict(ex.artifacts)
     if quantize:
-        q = step("quantize", lambda: _quantize(exp_dir, list(quantize)),
+        q = step("quantize", lambda: _quantize(exp_dir, list(quantize), calibration=calibration),
                  lambda q: ", ".join(n for n, e in q.items() if "error" not in e))
         res.artifacts.update({n: e for n, e in q.items() if "error" not in e})
-    rep = res.validation = step("validate", lambda: validate(exp_dir), lambda r: f"exit code {r.get('exit_code')}")
+    rep = res.validation = step("validate", lambda: validate(exp_dir, calibration=calibration, **(validate_options or {})),
+                                lambda r: f"exit code {r.get('exit_code')}")
     res.ok = rep.get("exit_code", 1) == 0
     arts = [p for p in (exp_dir / "reference.keras", exp_dir / "model.onnx", exp_dir / "model.tflite") if p.exists()]
     res.bench = step("bench", lambda: bench(arts, batch_sizes=(1,), seq_lens=(bench_seq_len,) if bench_seq_len else None,
@@ -148,12 +165,10 @@ def summary_tables(res: DemoResult, title: str = "rnnedge") -> list:
         v = Table(title="parity against Keras (validate)")
         for c in ("artifact", "verdict", "max abs error", "top-1 agreement"):
             v.add_column(c)
-        for name, row in (res.validation.get("artifacts") or {}).items():
-            outs = (row.get("outputs") or {}).values()
-            errs = [o.get("max_abs") for o in outs if o.get("max_abs") is not None]
-            agree = [o.get("top1_agreement") for o in outs if o.get("top1_agreement") is not None]
-            v.add_row(name, str(row.get("verdict", "")), _fmt(max(errs) if errs else None),
-                      _fmt(min(agree) if agree else None))
+        from rnnedge.validation import parity_summary
+
+        for name, row in parity_summary(res.validation).items():
+            v.add_row(name, str(row["verdict"]), _fmt(row["max_abs"]), _fmt(row["top1_agreement"]))
         tables.append(v)
     if res.bench:
         b = Table(title="CPU latency, batch 1 (bench)")
@@ -164,3 +179,19 @@ def summary_tables(res: DemoResult, title: str = "rnnedge") -> list:
             b.add_row(str(case.get("artifact")), str(case.get("runtime")), _fmt(lat.get("p50")), _fmt(lat.get("p90")))
         tables.append(b)
     return tables
+
+
+def finish(summary: dict, out_dir: str | Path, console=None) -> int:
+    """Write ``out_dir/summary.json`` atomically and say whether everything passed
+    (``summary["ok"]``, with ``summary["reasons"]`` when not). Returns the exit code: 0 or 1."""
+    from rich.console import Console
+
+    from rnnedge.manifest import write_json_atomic
+
+    path = write_json_atomic(Path(out_dir) / "summary.json", summary)
+    con = console or Console()
+    if summary.get("ok"):
+        con.print(f"[bold green]ok[/]: everything passed -> {path}")
+        return 0
+    con.print(f"[bold red]FAILED[/]: {'; '.join(summary.get('reasons') or ['see above'])} -> {path}")
+    return 1

@@ -557,6 +557,19 @@ def _write_parity(folder: Path, report: dict) -> None:
     save_manifest(folder, man)
 
 
+def parity_summary(report: dict | None) -> dict[str, dict]:
+    """One row per artifact of a :func:`validate` report: ``{verdict, max_abs (worst output),
+    top1_agreement (lowest), message}`` (None where not measured)."""
+    rows = {}
+    for name, a in (report or {}).get("artifacts", {}).items():
+        outs = list((a.get("outputs") or {}).values())
+        errs = [o["max_abs"] for o in outs if o.get("max_abs") is not None]
+        agree = [o["top1_agreement"] for o in outs if o.get("top1_agreement") is not None]
+        rows[name] = {"verdict": a.get("verdict"), "max_abs": max(errs, default=None),
+                      "top1_agreement": min(agree, default=None), "message": a.get("message")}
+    return rows
+
+
 def raise_for_report(report: dict) -> None:
     """Raise :class:`~rnnedge.errors.ParityError` naming the artifacts that did not pass."""
     from rnnedge.errors import ParityError

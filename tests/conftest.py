@@ -5,6 +5,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")  # Keras 3 on a GPU uses CudnnRNNV3 (tf2onnx can't)
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+from pathlib import Path  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -21,3 +23,31 @@ def _seed():
 
     if "keras" in sys.modules:  # seed Keras only where a test already uses it
         sys.modules["keras"].utils.set_random_seed(0)
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def run_example(name: str, out, *args: str):
+    """Run ``examples/<name>.py --quick -o OUT [args]`` in a subprocess (repo root, no GPU, quiet
+    TensorFlow, wide console). Returns (completed process, out, summary.json as a dict or None)."""
+    import json
+    import subprocess
+    import sys
+
+    out = Path(out)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1", COLUMNS="160")
+    p = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), "--quick", "-o", str(out), *args],
+                       cwd=EXAMPLES.parent, env=env, capture_output=True, text=True, timeout=900)
+    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else None
+    return p, out, summary
+
+
+def load_example(name: str):
+    """``examples/<name>.py`` imported as a module (its functions, without running main)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{name}_example", EXAMPLES / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

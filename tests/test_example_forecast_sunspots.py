@@ -1,9 +1,6 @@
 """examples/forecast_sunspots.py --quick: the whole pipeline on the statsmodels sunspot series."""
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +10,8 @@ import yaml
 pytest.importorskip("keras")
 sm = pytest.importorskip("statsmodels.api")
 
+from conftest import run_example  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 FLOAT = ("model.onnx", "model.ort", "model.tflite")
 QUANTIZED = ("model.int8.onnx", "model.fp16.onnx", "model.dynamic.tflite", "model.fp16.tflite", "model.int8.tflite")
@@ -21,12 +20,9 @@ STEP = ("model.step.onnx", "model.step.tflite")
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sunspots")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1")
-    p = subprocess.run([sys.executable, "examples/forecast_sunspots.py", "--quick", "-o", str(out)],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    p, out, summary = run_example("forecast_sunspots", tmp_path_factory.mktemp("sunspots"))
     assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
-    return out, json.loads((out / "summary.json").read_text()), p.stdout
+    return out, summary, p.stdout
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """examples/sentiment.py end to end (--quick), plus its CSV loading, checked independently."""
 import csv
-import importlib.util
 import json
 import os
 import re
@@ -13,6 +12,8 @@ import pytest
 
 pytest.importorskip("keras")
 
+from conftest import load_example, run_example  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "sentiment.py"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "-1"}
@@ -21,19 +22,12 @@ SENTENCE = "an awful script, but the music was superb"
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sentiment") / "run"
-    r = subprocess.run([sys.executable, str(SCRIPT), "--quick", "-o", str(out)], cwd=ROOT, env=ENV,
-                       capture_output=True, text=True, timeout=600)
-    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else None
-    return r, out, summary
+    return run_example("sentiment", tmp_path_factory.mktemp("sentiment") / "run")
 
 
 @pytest.fixture(scope="module")
 def example():
-    spec = importlib.util.spec_from_file_location("sentiment_example", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_example("sentiment")
 
 
 def _labels(path: Path) -> np.ndarray:

@@ -235,3 +235,28 @@ def test_flex_needed_fails_clearly_unless_allowed(tmp_path):
     e = get_exporter("tflite")(model, tmp_path / "b", ExportOptions(allow_flex=True))["model.tflite"]
     assert e["flex"] is True and "FlexCumprod" in e["custom_ops"]
     assert e["compat"]["tflite_runtime_2_14"] is False
+
+
+def test_fused_lstm_does_not_clip_the_cell_state(tmp_path):
+    """TFLite's LSTM fusion writes cell_clip=10; Keras never clips. An LSTM whose cell counts up
+    to 15 and back down to 0 must end at h=0 as in Keras (clipped at 10 it ends near -1)."""
+    from rnnedge.runtime import open_runner
+
+    x = keras.Input((None, 1), name="x")
+    lstm = keras.layers.LSTM(2, return_sequences=True)
+    m = keras.Model(x, lstm(x))
+    k, rk, b = lstm.get_weights()
+    k[:] = 0
+    rk[:] = 0
+    b[:] = 20                      # input, forget and output gates at 1
+    k[0, 4:6], b[4:6] = 20, 0      # candidate tanh(20 x) = +-1: the cell counts with x
+    lstm.set_weights([k, rk, b])
+    xx = np.concatenate([np.ones((1, 15, 1)), -np.ones((1, 15, 1))], 1).astype(np.float32)
+    entries = get_exporter("tflite")(m, tmp_path, ExportOptions(seq_len=30))
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in {o["name"] for o in list_ops((tmp_path / "model.tflite").read_bytes())}
+    with open_runner(tmp_path / "model.tflite") as r:
+        y = next(iter(r.run({r.inputs[0].name: xx}).values()))
+    ref = np.asarray(m(xx))
+    assert abs(ref[0, 14, 0] - 1) < 1e-6 and abs(ref[0, -1, 0]) < 1e-6
+    assert np.abs(y - ref).max() <= 1e-5, (y[0, -1], ref[0, -1])
+    assert entries["model.tflite"]

@@ -111,6 +111,7 @@ def _io_facts(content: bytes, traced) -> tuple[Any, list[dict], list[dict], list
         in_order.append(k)
         inputs.append({"name": d["name"], "signature_name": sn,
                        "keras_name": traced.input_names[k] if k < len(traced.input_names) else None,
+                       "keras_index": k,
                        "shape": [int(x) if x >= 0 else None for x in d["shape_signature"]],
                        "dtype": np.dtype(d["dtype"]).name})
     for d in outs:

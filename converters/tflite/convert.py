@@ -280,7 +280,12 @@ def convert(traced: Traced, model=None, *, allow_flex: bool = False, quantize: s
 
         def gen():
             for s in samples:
-                yield [np.asarray(x) for x in s]
+                if len(traced.sig_input_names) > 1:
+                    # by name: a list is fed in the interpreter's input order, which is not
+                    # model.inputs' order (e.g. decoder_tokens before encoder_tokens)
+                    yield {n: np.asarray(x) for n, x in zip(traced.sig_input_names, s)}
+                else:
+                    yield [np.asarray(x) for x in s]
 
         conv.representative_dataset = gen
         # float I/O: integer kernels where they exist, float where they don't (WHILE bodies,
@@ -288,7 +293,7 @@ def convert(traced: Traced, model=None, *, allow_flex: bool = False, quantize: s
     elif quantize is not None:
         raise UsageError(f"unknown quantization mode {quantize!r}; choose dynamic, fp16 or int8")
     try:
-        return conv.convert()
+        content = conv.convert()
     except Exception as e:  # noqa: BLE001 - ConverterError and friends
         msg = str(e)
         flex_ops = sorted(set(_FLEX_RE.findall(msg)) - {"TensorSpec"})
@@ -302,3 +307,26 @@ def convert(traced: Traced, model=None, *, allow_flex: bool = False, quantize: s
                 f"delegate.", layer=layer, fmt="tflite") from None
         raise ConversionError(f"TFLite conversion failed: {msg.strip().splitlines()[-1][:400]}",
                               fmt="tflite") from None
+    return content if quantize == "int8" else unclip_fused_lstm(content)
+
+
+def unclip_fused_lstm(content: bytes) -> bytes:
+    """Set ``cell_clip`` of every ``UNIDIRECTIONAL_SEQUENCE_LSTM`` to 0 (no clipping).
+
+    TFLite's Keras-LSTM fusion writes ``cell_clip=10``; Keras never clips the cell state, so a
+    trained LSTM whose cell grows past 10 (a position counter, say) diverges from Keras after
+    that step. Left as is for full int8, where the clip bounds the int16 cell state's scale.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils as fbu
+
+    model = fbu.read_model_from_bytearray(bytearray(content))
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    changed = 0
+    for sg in model.subgraphs:
+        for op in sg.operators or []:
+            if (codes[op.opcodeIndex] == schema.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
+                    and op.builtinOptions is not None and getattr(op.builtinOptions, "cellClip", 0)):
+                op.builtinOptions.cellClip = 0.0
+                changed += 1
+    return bytes(fbu.convert_object_to_bytearray(model)) if changed else content

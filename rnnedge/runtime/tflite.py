@@ -207,7 +207,9 @@ class TFLiteRunner(Runner):
             mapped.append(hits[0] if len(hits) == 1 else None)
         if all(i is not None for i in mapped) and len(set(mapped)) == len(mapped):
             out = [(public[i], d) for i, (_, d) in zip(mapped, pairs)]
-            order = {nm: k for k, nm in enumerate(public)}  # manifest order = model order
+            # the model's order: keras_index when listed (the interpreter sorts inputs by
+            # name, e.g. decoder_tokens before encoder_tokens), else the manifest's order
+            order = {nm: e.get("keras_index", k) for k, (nm, e) in enumerate(zip(public, entries))}
             return sorted(out, key=lambda p: order[p[0]])
         if len(pairs) == 1:
             return [(public[0], pairs[0][1])]
