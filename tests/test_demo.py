@@ -7,12 +7,15 @@ from click.testing import CliRunner
 pytest.importorskip("keras")
 
 
-def test_demo_forecast_end_to_end(tmp_path):
+def test_demo_forecast_end_to_end(tmp_path, monkeypatch):
+    """As the README runs it: a relative output folder (every runtime, Node included, must
+    find the files from wherever it runs)."""
     from rnnedge.cli import cli
 
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "demo"
     r = CliRunner().invoke(cli, ["demo", "--preset", "forecast", "--epochs", "1", "--samples", "96", "--runs", "3",
-                                 "-o", str(out), "--json"])
+                                 "-o", "demo", "--json"])
     assert r.exit_code == 0, r.output[-2000:]
     res = json.loads(r.output[r.output.index("{"):])
     assert res["ok"] is True

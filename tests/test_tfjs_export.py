@@ -325,7 +325,7 @@ def test_manifest_entry_and_demo_files(exported):
 
 @needs_node
 @pytest.mark.node
-def test_export_self_check_and_runner(tmp_path):
+def test_export_self_check_and_runner(tmp_path, monkeypatch):
     keras.utils.set_random_seed(0)
     model = _seq(layers.Embedding(20, 4, mask_zero=True), layers.GRU(3), shape=(T,), dtype="int32")
     entry = get_exporter("tfjs")(model, tmp_path, ExportOptions())["tfjs"]
@@ -341,6 +341,10 @@ def test_export_self_check_and_runner(tmp_path):
     ref = np.asarray(model(x))
     assert list(outs) == [r.outputs[0].name]
     assert np.max(np.abs(outs[r.outputs[0].name] - ref)) <= TOL
+    # a path relative to the caller's folder (Node runs in its own folder): same outputs
+    monkeypatch.chdir(tmp_path.parent)
+    with open_runner(Path(tmp_path.name) / "tfjs") as rel:
+        assert np.array_equal(rel.run({rel.inputs[0].name: x})[rel.outputs[0].name], outs[r.outputs[0].name])
 
 
 def test_missing_node_runner_is_a_clear_error(tmp_path, monkeypatch):

@@ -47,7 +47,8 @@ def check_node_runner(node_dir: Path | None = None) -> tuple[str, Path]:
 
 
 def resolve_model_json(path) -> Path:
-    p = Path(path)
+    """The model.json of a TF.js folder (or file), as an absolute path: Node runs elsewhere."""
+    p = Path(path).resolve()
     if p.is_dir():
         for c in (p / "model.json", p / "tfjs" / "model.json"):
             if c.exists():
