@@ -239,17 +239,24 @@ def _initial_state(kwargs) -> list[str] | None:
     return [s.name for s in st]
 
 
-@ONNX_LAYERS.register("LSTM", "GRU", "SimpleRNN", "RNN")
-def convert_rnn(ctx, layer, args, kwargs):
-    _check_layer(ctx, layer)
+def _call_inputs(ctx, args, kwargs):
+    """The sequence, its mask and the kwargs of a recurrent call; ``layer([x, h0, c0])`` becomes
+    ``x`` with ``initial_state=[h0, c0]``."""
     x = args[0]
-    if isinstance(x, (list, tuple)):  # rnn([x, h0, c0])
+    if isinstance(x, (list, tuple)):
         x, rest = x[0], list(x[1:])
         if rest and kwargs.get("initial_state") is None:
             kwargs = dict(kwargs, initial_state=rest)
     mask = ctx.call_mask(args, kwargs)
-    if isinstance(mask, list):  # rnn([x, h0, c0]): the sequence's mask
+    if isinstance(mask, list):  # the sequence's mask
         mask = mask[0]
+    return x, mask, kwargs
+
+
+@ONNX_LAYERS.register("LSTM", "GRU", "SimpleRNN", "RNN")
+def convert_rnn(ctx, layer, args, kwargs):
+    _check_layer(ctx, layer)
+    x, mask, kwargs = _call_inputs(ctx, args, kwargs)
     outs, states = emit_rnn(
         ctx, [layer], x, mask=mask, initial_state=_initial_state(kwargs),
         return_sequences=bool(layer.return_sequences), return_state=bool(layer.return_state),
@@ -270,14 +277,7 @@ def convert_bidirectional(ctx, layer, args, kwargs):
     if fwd.cell.units != bwd.cell.units:
         raise _err(layer, "forward and backward layers with different units are not supported")
     _check_layer(ctx, fwd)
-    x = args[0]
-    if isinstance(x, (list, tuple)):
-        x, rest = x[0], list(x[1:])
-        if rest and kwargs.get("initial_state") is None:
-            kwargs = dict(kwargs, initial_state=rest)
-    mask = ctx.call_mask(args, kwargs)
-    if isinstance(mask, list):  # rnn([x, h0, c0]): the sequence's mask
-        mask = mask[0]
+    x, mask, kwargs = _call_inputs(ctx, args, kwargs)
     outs, states = emit_rnn(
         ctx, [fwd, bwd], x, mask=mask, initial_state=_initial_state(kwargs),
         return_sequences=bool(layer.return_sequences), return_state=bool(layer.return_state),
