@@ -107,3 +107,25 @@ class LayerRegistry:
                 layer=name,
                 fmt=self.fmt,
             ) from None
+
+
+FORMAT_NAMES = {"onnx": "ONNX", "tfjs": "TF.js", "tflite": "TFLite"}
+
+
+def functional_graph(model, fmt: str):
+    """The functional graph a converter walks: a Sequential's inner functional model, or the
+    functional model itself. A never-built Sequential or a subclassed model is refused."""
+    import keras
+
+    if isinstance(model, keras.Sequential):
+        fm = getattr(model, "_functional", None)
+        if fm is None:
+            raise ConversionError(
+                f"Sequential model '{model.name}' has no known input shape: start it with keras.Input(...) "
+                "or build it before exporting", fmt=fmt)
+        return fm
+    if not hasattr(model, "_nodes_by_depth") or not hasattr(model, "operations"):
+        raise ConversionError(
+            f"model '{model.name}' ({type(model).__name__}) is a subclassed model: only Sequential and "
+            f"Functional models can be exported to {FORMAT_NAMES.get(fmt, fmt)}", fmt=fmt)
+    return model

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from converters.registry import ExportOptions, LayerRegistry
+from converters.registry import ExportOptions, LayerRegistry, functional_graph
 from rnnedge.errors import ConversionError
 
 ONNX_LAYERS = LayerRegistry("onnx")
@@ -256,23 +256,6 @@ class ConversionContext:
 
 
 # --------------------------------------------------------------------------- walker
-def _functional_of(model):
-    import keras
-
-    if isinstance(model, keras.Sequential):
-        fm = getattr(model, "_functional", None)
-        if fm is None:
-            raise ConversionError(
-                f"Sequential model '{model.name}' has no known input shape: start it with keras.Input(...) "
-                "or build it before exporting", fmt="onnx")
-        return fm
-    if not hasattr(model, "_nodes_by_depth"):
-        raise ConversionError(
-            f"model '{model.name}' ({type(model).__name__}) is a subclassed model: only Sequential and "
-            "Functional models can be exported to ONNX", fmt="onnx")
-    return model
-
-
 def _map_structure(fn, obj):
     if isinstance(obj, (list, tuple)):
         return type(obj)(_map_structure(fn, o) for o in obj) if not hasattr(obj, "_fields") else obj
@@ -353,7 +336,7 @@ def convert_model(model, options: ExportOptions | None = None):
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ConversionError(f"ONNX opset {opset} is not supported: choose {MIN_OPSET}..{MAX_OPSET}",
                               fmt="onnx")
-    fm = _functional_of(model)
+    fm = functional_graph(model, "onnx")
     g = Graph(opset)
     ctx = ConversionContext(graph=g, options=options, model=model)
 

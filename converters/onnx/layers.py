@@ -530,9 +530,10 @@ def convert_nested_model(ctx, layer, args, kwargs):
     """A model used as a layer: its nodes are inlined."""
     from dataclasses import replace
 
-    from converters.onnx.graph import _functional_of, walk_nodes
+    from converters.onnx.graph import walk_nodes
+    from converters.registry import functional_graph
 
-    sub = _functional_of(layer)
+    sub = functional_graph(layer, "onnx")
     x = args[0]
     if isinstance(x, dict):
         ins = [x[t._keras_history.operation.name] for t in sub.inputs]

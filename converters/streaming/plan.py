@@ -120,7 +120,6 @@ def _act_name(fn) -> str:
 
 
 def plan_model(model) -> StepPlan:
-    import keras
 
     fm = getattr(model, "_functional", None) or model
     layers = _chain(model)

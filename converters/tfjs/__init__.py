@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.registry import ExportOptions, register_format
+from converters.registry import ExportOptions, functional_graph, register_format
 from rnnedge.errors import MissingDependencyError, RnnedgeError
 
 TOLERANCE = 1e-4
@@ -62,10 +62,8 @@ def _quant_modes(options: ExportOptions) -> tuple[list[str], list[str]]:
 
 def sample_inputs(model, *, batch: int = 2, seq_len: int = 8, seed: int = 0) -> dict:
     """Random feeds for ``model``: token ids (post-padded with zeros when masked) or floats."""
-    from converters.tfjs.writer import _functional
-
     rng = np.random.default_rng(seed)
-    f = _functional(model)
+    f = functional_graph(model, "tfjs")
     vocab: dict[int, tuple[int, bool]] = {}
     for layer in f.layers:
         if type(layer).__name__ == "Embedding":
@@ -90,9 +88,7 @@ def sample_inputs(model, *, batch: int = 2, seq_len: int = 8, seed: int = 0) -> 
 
 
 def keras_outputs(model, feeds: dict, output_names: list[str]) -> dict:
-    from converters.tfjs.writer import _functional
-
-    f = _functional(model)
+    f = functional_graph(model, "tfjs")
     names = [t._keras_history.operation.name for t in f.inputs]
     xs = [feeds[n] for n in names]
     ys = model(xs if len(xs) > 1 else xs[0], training=False)

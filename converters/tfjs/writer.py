@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from converters.registry import functional_graph
 from converters.tfjs.layers import (
     CUSTOM_CLASSES,
     MASK_KEEP,
@@ -50,23 +51,6 @@ class TfjsModel:
     weight_dtype: str = "float32"
     weights_bytes: int = 0
     num_weights: int = 0
-
-
-def _functional(model):
-    import keras
-
-    if isinstance(model, keras.Sequential):
-        f = getattr(model, "_functional", None)
-        if f is None:
-            raise ConversionError(
-                f"model '{model.name}' is a Sequential model that was never built: give it an "
-                "Input or call build() before exporting", fmt="tfjs")
-        return f
-    if not hasattr(model, "_nodes_by_depth") or not hasattr(model, "operations"):
-        raise ConversionError(
-            f"model '{model.name}' ({type(model).__name__}) is a subclassed model; the TF.js export "
-            "needs a functional or Sequential model", fmt="tfjs")
-    return model
 
 
 def _flat_tensors(obj) -> list:
@@ -105,7 +89,7 @@ def build(model, *, quantize: str | None = None, model_name: str | None = None) 
             raise ConversionError(
                 f"TF.js weight quantization {quantize!r} is not supported; use float16 or uint8",
                 fmt="tfjs")
-    f = _functional(model)
+    f = functional_graph(model, "tfjs")
     nodes = [n for d in sorted(f._nodes_by_depth, reverse=True) for n in f._nodes_by_depth[d]]
 
     # Keras 3 records mask computations as raw ops (Embedding -> NotEqual, Masking -> NotEqual
