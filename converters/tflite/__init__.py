@@ -103,26 +103,22 @@ def _io_facts(content: bytes, traced) -> tuple[Any, list[dict], list[dict], list
                 return c
         return d["name"]
 
-    in_order, out_order = [], []
-    inputs, outputs = [], []
-    for d in ins:
-        sn = sig_name(d, in_idx, traced.sig_input_names)
-        k = traced.sig_input_names.index(sn) if sn in traced.sig_input_names else len(in_order)
-        in_order.append(k)
-        inputs.append({"name": d["name"], "signature_name": sn,
-                       "keras_name": traced.input_names[k] if k < len(traced.input_names) else None,
-                       "keras_index": k,
-                       "shape": [int(x) if x >= 0 else None for x in d["shape_signature"]],
-                       "dtype": np.dtype(d["dtype"]).name})
-    for d in outs:
-        sn = sig_name(d, out_idx, traced.sig_output_names)
-        k = traced.sig_output_names.index(sn) if sn in traced.sig_output_names else len(out_order)
-        out_order.append(k)
-        outputs.append({"name": d["name"], "signature_name": sn,
-                        "keras_name": traced.output_names[k] if k < len(traced.output_names) else None,
-                        "keras_index": k,
-                        "shape": [int(x) if x >= 0 else None for x in d["shape_signature"]],
-                        "dtype": np.dtype(d["dtype"]).name})
+    def facts(details, idx, sig_names, keras_names):
+        """Manifest entries for the interpreter's tensors and their Keras positions."""
+        entries, order = [], []
+        for d in details:
+            sn = sig_name(d, idx, sig_names)
+            k = sig_names.index(sn) if sn in sig_names else len(order)
+            order.append(k)
+            entries.append({"name": d["name"], "signature_name": sn,
+                            "keras_name": keras_names[k] if k < len(keras_names) else None,
+                            "keras_index": k,
+                            "shape": [int(x) if x >= 0 else None for x in d["shape_signature"]],
+                            "dtype": np.dtype(d["dtype"]).name})
+        return entries, order
+
+    inputs, in_order = facts(ins, in_idx, traced.sig_input_names, traced.input_names)
+    outputs, out_order = facts(outs, out_idx, traced.sig_output_names, traced.output_names)
     return it, inputs, outputs, in_order, out_order
 
 
