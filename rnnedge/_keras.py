@@ -1,8 +1,8 @@
 """Importing Keras/TensorFlow once, quietly (not on the edge path).
 
-TensorFlow's C++ start-up writes absl/cudart lines to stderr that no environment variable
-silences; the CLI should not show them, so file descriptor 2 is pointed at /dev/null for
-the duration of the import only.
+TensorFlow's C++ start-up writes absl/oneDNN lines to stderr that no environment variable
+silences; they are filtered off descriptor 2 for the duration of the import only
+(:func:`rnnedge.quiet.filtered_stderr`: known noise dropped, any other line shown).
 """
 from __future__ import annotations
 
@@ -11,25 +11,23 @@ import sys
 
 
 def keras():
+    """The ``keras`` module (TensorFlow backend). :class:`MissingDependencyError` (exit 3, with the
+    pip command) when TensorFlow or Keras is not installed."""
     if "keras" in sys.modules and "tensorflow" in sys.modules:
         return sys.modules["keras"]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from rnnedge.quiet import filtered_stderr, quiet_environment
+
+    quiet_environment()
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    saved = devnull = None
     try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-    except OSError:  # no real fd 2 (some embedded interpreters): import as is
-        saved = None
-    try:
-        import tensorflow  # noqa: F401
-        import keras as _k
-    finally:
-        if saved is not None:
-            os.dup2(saved, 2)
-            os.close(saved)
-        if devnull is not None:
-            os.close(devnull)
+        with filtered_stderr():
+            import tensorflow  # noqa: F401
+            import keras as _k
+    except ModuleNotFoundError as e:
+        from rnnedge.errors import missing_module
+
+        err = missing_module(e)
+        if err is None:
+            raise
+        raise err from None
     return _k

@@ -673,9 +673,9 @@ def plot(result: dict, path) -> Path:
     try:
         import matplotlib
     except ImportError:
-        from rnnedge.errors import MissingDependencyError
+        from rnnedge.errors import MissingDependencyError, install_command
 
-        raise MissingDependencyError("matplotlib (for --plot)", "pip install 'rnnedge[plot]'") from None
+        raise MissingDependencyError("matplotlib (for --plot)", install_command("matplotlib")) from None
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
     import matplotlib.ticker

@@ -32,14 +32,69 @@ class UsageError(RnnedgeError):
 
 
 class MissingDependencyError(RnnedgeError):
-    """A package (runtime, converter, execution provider) is not installed."""
+    """A package (runtime, converter, execution provider) is not installed. ``install`` is the one
+    command that installs it (for a Python package: :func:`install_command`)."""
 
     exit_code = 3
 
-    def __init__(self, what: str, install: str):
+    def __init__(self, what: str, install: str, message: str | None = None):
         self.what = what
         self.install = install
-        super().__init__(f"{what} is not available: install it with `{install}`")
+        super().__init__(message or f"{what} is not available: install it with `{install}`")
+
+
+# import name -> the rnnedge extra (pyproject.toml [project.optional-dependencies]) that provides it
+EXTRA_OF_MODULE = {
+    "onnxruntime": "onnxruntime",
+    "ai_edge_litert": "litert",
+    "tflite_runtime": "tflite-runtime",
+    "tensorflow": "build", "keras": "build", "tf2onnx": "build", "onnx": "build", "onnxconverter_common": "build",
+    "matplotlib": "plot",
+    "statsmodels": "examples",
+    "psutil": "test",
+}
+
+
+def install_command(module_or_extra: str) -> str:
+    """``pip install ...`` for what provides ``module_or_extra`` (an import name such as
+    ``onnxruntime``/``ai_edge_litert``, or an extra such as ``build``): the requirements of its
+    rnnedge extra, with the versions rnnedge's metadata (pyproject.toml) asks for -- right for a
+    clone installed with ``pip install -e .`` and for a wheel alike. Without metadata (rnnedge run
+    from a source folder) the bare distribution names."""
+    import platform
+    import re
+
+    top = module_or_extra.split(".")[0]
+    extra = EXTRA_OF_MODULE.get(top, module_or_extra)
+    reqs: list[str] = []
+    try:
+        from importlib.metadata import PackageNotFoundError, requires
+
+        lines = requires("rnnedge") or []
+    except (ImportError, PackageNotFoundError):
+        lines = []
+    machine = platform.machine()
+    for line in lines:
+        req, _, marker = line.partition(";")
+        if f'extra == "{extra}"' not in marker:
+            continue
+        m = re.search(r'platform_machine\s*(==|!=)\s*"([^"]+)"', marker)
+        if m and (machine == m.group(2)) != (m.group(1) == "=="):
+            continue
+        reqs.append(req.strip())
+    if not reqs:
+        reqs = [top.replace("_", "-")]
+    return "pip install " + " ".join(f"'{r}'" if re.search(r"[<>=!*\[; ]", r) else r for r in reqs)
+
+
+def missing_module(err: ModuleNotFoundError) -> "MissingDependencyError | None":
+    """A :class:`MissingDependencyError` for an import of an optional package that failed (None for
+    any other module: a bug, not a missing install)."""
+    top = (err.name or "").split(".")[0]
+    if top not in EXTRA_OF_MODULE:
+        return None
+    return MissingDependencyError(f"the Python package {top!r} (rnnedge[{EXTRA_OF_MODULE[top]}])",
+                                  install_command(top))
 
 
 class ConversionError(RnnedgeError):

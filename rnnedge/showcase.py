@@ -8,7 +8,6 @@ Raspberry Pi bundle (+ verify). :func:`demo` trains a preset on its built-in dat
 """
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +26,13 @@ class DemoResult:
     bench: Optional[dict] = None
     bundle: Optional[Path] = None
     ok: bool = True
+    skipped_formats: dict = field(default_factory=dict)  # format -> why (missing runtime + install command)
 
     def to_dict(self) -> dict:
         return {"out_dir": str(self.out_dir), "ok": self.ok, "steps": self.steps,
                 "export_dir": str(self.export_dir) if self.export_dir else None,
-                "artifacts": sorted(self.artifacts), "validation": self.validation, "bench": self.bench,
+                "artifacts": sorted(self.artifacts), "skipped_formats": self.skipped_formats,
+                "validation": self.validation, "bench": self.bench,
                 "bundle": str(self.bundle) if self.bundle else None}
 
     def summary(self) -> dict:
@@ -44,17 +45,26 @@ class DemoResult:
                 "bench": [{"artifact": c.get("artifact"), "runtime": c.get("runtime"),
                            "p50_ms": (c.get("latency_ms") or {}).get("p50")}
                           for c in (self.bench or {}).get("cases", [])],
-                "bench_skipped": (self.bench or {}).get("skipped", [])}
+                "bench_skipped": (self.bench or {}).get("skipped", []),
+                "skipped_formats": self.skipped_formats}
 
 
-def _node_ready() -> bool:
-    try:
-        from rnnedge.runtime.tfjs import node_status  # type: ignore
+DEFAULT_FORMATS = ("onnx", "ort", "tflite", "tfjs")
 
-        return bool(node_status()[0])
-    except Exception:  # noqa: BLE001 - no Node: TF.js is left out
-        return shutil.which("node") is not None and (
-            Path(__file__).parent / "runtime" / "node" / "node_modules" / "@tensorflow" / "tfjs").exists()
+
+def format_unavailable(fmt: str) -> Optional[str]:
+    """Why ``fmt`` cannot be exported *and checked* on this machine -- the missing runtime and the
+    command that installs it -- or None. TF.js needs Node.js and the shipped runner's npm packages."""
+    from rnnedge.errors import MissingDependencyError
+
+    if fmt == "tfjs":
+        from rnnedge.runtime.tfjs import check_node_runner
+
+        try:
+            check_node_runner()
+        except MissingDependencyError as e:
+            return str(e)
+    return None
 
 
 class _Steps:
@@ -85,7 +95,9 @@ def deliver(model_path: str | Path, out_dir: str | Path, *, formats: Optional[Se
     """Export a trained model everywhere, quantize, validate, benchmark and bundle it.
 
     Writes ``out_dir/export`` (artifacts + manifest.json) and ``out_dir/bundle`` (+ .tar.gz).
-    ``formats`` defaults to onnx, ort, tflite and tfjs (when Node is set up). ``res.ok`` is
+    ``formats`` defaults to onnx, ort, tflite and tfjs; a default format whose runtime is missing
+    here (TF.js without Node's runner) is left out and named with the reason in
+    ``res.skipped_formats`` and in the export's manifest.json (``skipped_formats``). ``res.ok`` is
     False when an artifact fails parity or the bundle does not verify; nothing raises for that.
     ``calibration``: a .npy/.npz of real model inputs, used to calibrate quantization and as the
     validation inputs (instead of generated ones). ``validate_options``: tolerances passed to
@@ -98,10 +110,22 @@ def deliver(model_path: str | Path, out_dir: str | Path, *, formats: Optional[Se
     out.mkdir(parents=True, exist_ok=True)
     res = res or DemoResult(out)
     step = _Steps(res, on_step)
-    fmts = list(formats or ("onnx", "ort", "tflite") + (("tfjs",) if _node_ready() else ()))
+    fmts = list(formats or DEFAULT_FORMATS)
+    if not formats:  # the default set: leave out (and say so) what this machine cannot check
+        res.skipped_formats = {f: why for f in fmts if (why := format_unavailable(f))}
+        fmts = [f for f in fmts if f not in res.skipped_formats]
     exp_dir = res.export_dir = out / "export"
-    ex = step("export", lambda: export(model_path, fmts, exp_dir, validate=False, streaming=streaming),
-              lambda r: ", ".join(r.artifacts))
+
+    def _export():
+        r = export(model_path, fmts, exp_dir, validate=False, streaming=streaming)
+        if res.skipped_formats:
+            from rnnedge.manifest import update_manifest
+
+            update_manifest(exp_dir, skipped_formats=res.skipped_formats)
+        return r
+
+    ex = step("export", _export, lambda r: ", ".join(r.artifacts) + "".join(
+        f"; skipped {f}: {why}" for f, why in res.skipped_formats.items()))
     res.artifacts = dict(ex.artifacts)
     if quantize:
         q = step("quantize", lambda: _quantize(exp_dir, list(quantize), calibration=calibration),
@@ -151,7 +175,8 @@ def _fmt(v) -> str:
 
 
 def summary_tables(res: DemoResult, title: str = "rnnedge") -> list:
-    """Rich tables: the steps, parity per artifact, CPU latency; then the bundle path."""
+    """Rich tables: the steps, parity per artifact (and the formats left out), CPU latency.
+    The caller prints :meth:`DemoResult.skipped_formats` reasons and the bundle path."""
     from rich.table import Table
 
     tables = []
@@ -169,6 +194,8 @@ def summary_tables(res: DemoResult, title: str = "rnnedge") -> list:
 
         for name, row in parity_summary(res.validation).items():
             v.add_row(name, str(row["verdict"]), _fmt(row["max_abs"]), _fmt(row["top1_agreement"]))
+        for fmt in res.skipped_formats:
+            v.add_row(fmt, "not exported (see below)", "", "")
         tables.append(v)
     if res.bench:
         b = Table(title="CPU latency, batch 1 (bench)")

@@ -195,10 +195,10 @@ def _schema():
             try:
                 from tensorflow.lite.python import schema_py_generated as s  # type: ignore
             except ImportError:
-                from rnnedge.errors import MissingDependencyError
+                from rnnedge.errors import MissingDependencyError, install_command
 
                 raise MissingDependencyError(
-                    "a TFLite flatbuffer schema (ai-edge-litert or tensorflow)", "pip install ai-edge-litert"
+                    "a TFLite flatbuffer schema (ai-edge-litert or tensorflow)", install_command("ai_edge_litert")
                 ) from None
     return s
 

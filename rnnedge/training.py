@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -21,27 +21,104 @@ class TrainResult:
     info: dict = field(default_factory=dict)
 
 
-def _progress_callback(epochs: int):
+def _fmt_logs(logs: dict) -> str:
+    return " ".join(f"{k}={v:.4g}" for k, v in (logs or {}).items() if k != "learning_rate")
+
+
+def epoch_line(epoch: int, epochs: int, logs: dict, seconds: float) -> str:
+    """``epoch  3/20: loss=0.2803 mae=0.4556 val_loss=0.2335 val_mae=0.4167 (1.4 s)`` (1-based)."""
+    w = len(str(epochs))
+    return f"epoch {epoch:>{w}}/{epochs}: {_fmt_logs(logs)} ({seconds:.1f} s)"
+
+
+def early_stopping_note(info: dict) -> Optional[str]:
+    """One line saying that early stopping stopped training and/or restored an earlier epoch
+    (``info["early_stopping"]`` of a :class:`TrainResult`), or None when the last epoch was kept."""
+    es = (info or {}).get("early_stopping") or {}
+    if not es:
+        return None
+    mon, best, run = es.get("monitor", "val_loss"), es.get("best_epoch"), info.get("epochs_run")
+    figure = f"{mon}={es['best']:.4g}" if es.get("best") is not None else mon
+    if es.get("stopped_epoch"):
+        return (f"early stopping: {mon} did not improve for {es['patience']} epoch{'' if es['patience'] == 1 else 's'}, stopped after epoch "
+                f"{es['stopped_epoch']}; restored the weights of epoch {best} ({figure})")
+    if es.get("restored"):
+        return f"restored the weights of epoch {best} of {run}, the best {mon} ({figure})"
+    return None
+
+
+def _early_stopping_info(es, epochs_run: int) -> dict:
+    """What a Keras ``EarlyStopping(restore_best_weights=True)`` did, 1-based epochs. Keras 3
+    restores the best epoch's weights at the end of training whether or not it stopped early."""
+    best = None if es.best is None else float(es.best)
+    return {"monitor": es.monitor, "patience": es.patience, "best": best,
+            "best_epoch": es.best_epoch + 1 if best is not None else None,
+            "stopped_epoch": es.stopped_epoch + 1 if es.stopped_epoch > 0 else None,
+            "restored": best is not None and es.best_epoch + 1 != epochs_run}
+
+
+def _progress_callback(epochs: int, early_stopping=None):
+    """Per-epoch progress on stderr. On a terminal: a live bar (epochs done, batches of the running
+    epoch) with one line per finished epoch printed above it. Elsewhere (a log file, a pipe): one
+    plain line per epoch, never cut. At the end, :func:`early_stopping_note` when it says something
+    (``early_stopping``: the EarlyStopping callback, placed before this one)."""
+    import sys
+    import time
+
     from rnnedge._keras import keras as _k
 
     keras = _k()
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    class RichProgress(keras.callbacks.Callback):
+    class EpochProgress(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            self.p = Progress(TextColumn("[bold]training[/]"), BarColumn(), TextColumn("{task.completed}/{task.total} epochs"),
-                              TextColumn("{task.fields[logs]}"), TimeElapsedColumn(), transient=False)
-            self.p.start()
-            self.task = self.p.add_task("train", total=epochs, logs="")
+            from rich.console import Console
+
+            self.console = Console(stderr=True, highlight=False)
+            self.p = None
+            self.done = 0
+            self.steps = (self.params or {}).get("steps")
+            if self.console.is_terminal:
+                from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+                self.p = Progress(TextColumn("[bold]training[/]"), BarColumn(),
+                                  TextColumn("epoch {task.completed}/{task.total}"),
+                                  TextColumn("{task.fields[batch]}"), TimeElapsedColumn(),
+                                  console=self.console, transient=True)
+                self.p.start()
+                self.task = self.p.add_task("train", total=epochs, batch="")
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.p is not None:
+                self.p.update(self.task, batch=f"batch {batch + 1}/{self.steps}" if self.steps
+                              else f"batch {batch + 1}")
 
         def on_epoch_end(self, epoch, logs=None):
-            txt = " ".join(f"{k}={v:.4g}" for k, v in (logs or {}).items() if k != "learning_rate")
-            self.p.update(self.task, advance=1, logs=txt)
+            self.done = epoch + 1
+            self._say(epoch_line(epoch + 1, epochs, logs or {}, time.perf_counter() - self.t0))
+            if self.p is not None:
+                self.p.update(self.task, advance=1, batch="")
 
         def on_train_end(self, logs=None):
-            self.p.stop()
+            if self.p is not None:
+                self.p.stop()
+                self.p = None
+            if early_stopping is not None:
+                note = early_stopping_note({"early_stopping": _early_stopping_info(early_stopping, self.done),
+                                            "epochs_run": self.done})
+                if note:
+                    self._say(note)
 
-    return RichProgress()
+        def _say(self, line: str):
+            if self.p is not None:  # above the live bar
+                self.p.console.print(line, markup=False, soft_wrap=True)
+            else:                   # a plain line: nothing cuts or wraps it
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
+
+    return EpochProgress()
 
 
 def train(source, *, data: Any = None, out: Optional[str | Path] = None, column: Optional[str] = None,
@@ -53,7 +130,10 @@ def train(source, *, data: Any = None, out: Optional[str | Path] = None, column:
 
     ``data``: a file path (CSV for window/text, text for chars), a ``(x, y)`` tuple of arrays, or
     None for the spec's built-in dataset. ``preprocessing``: with ``(x, y)`` arrays, how raw inputs
-    become those arrays (vocabulary, scaler...), recorded for export and deployment. Saves ``out`` plus a sidecar ``<name>.rnnedge.json`` with
+    become those arrays (vocabulary, scaler...), recorded for export and deployment. ``progress``:
+    one line per epoch on stderr (a live bar on a terminal) and the early-stopping note.
+    ``metrics`` are those of the saved weights: with early stopping, Keras restores the best epoch's
+    weights (``info["epoch"]``, ``info["early_stopping"]``) and its figures are reported. Saves ``out`` plus a sidecar ``<name>.rnnedge.json`` with
     the spec, the preprocessing (vocabulary, scaler, window...) and the training history.
     """
     from rnnedge.builder import build_model
@@ -77,11 +157,12 @@ def train(source, *, data: Any = None, out: Optional[str | Path] = None, column:
     vs = tr.validation_split if validation_split is None else validation_split
     callbacks = []
     patience = tr.early_stopping if early_stopping == -1 else early_stopping
+    es = None
     if patience and vs > 0:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
-                                                       restore_best_weights=True))
+        es = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+        callbacks.append(es)
     if progress:
-        callbacks.append(_progress_callback(epochs))
+        callbacks.append(_progress_callback(epochs, es))  # after EarlyStopping: it sees the restore
     # shuffle once with the seed, then keep the last part for validation (no leakage for windows:
     # a window series is split in time order instead)
     n = len(ds)
@@ -100,16 +181,23 @@ def train(source, *, data: Any = None, out: Optional[str | Path] = None, column:
         fit_x = fit_x[spec.inputs[0].name]
         if val:
             val = (val[0][spec.inputs[0].name], val[1])
-    hist = model.fit(fit_x, fit_y, epochs=epochs, batch_size=batch_size or tr.batch_size,
+    bs = batch_size or tr.batch_size
+    hist = model.fit(fit_x, fit_y, epochs=epochs, batch_size=bs,
                      validation_data=val, callbacks=callbacks, verbose=0, shuffle=True)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    metrics = {k: vals[-1] for k, vals in history.items()}
+    epochs_run = len(history.get("loss", []))
+    stop = _early_stopping_info(es, epochs_run) if es is not None else None
+    # the figures of the epoch whose weights are saved (the restored one, else the last)
+    kept = stop["best_epoch"] if stop and stop["restored"] else epochs_run
+    metrics = {k: vals[kept - 1] for k, vals in history.items() if len(vals) >= kept > 0}
     if val is not None:
-        ev = model.evaluate(val[0], val[1], verbose=0, return_dict=True)
+        ev = model.evaluate(val[0], val[1], batch_size=bs, verbose=0, return_dict=True)
         metrics.update({f"val_{k}": float(v) for k, v in ev.items()})
-    res = TrainResult(model, history, ds.preprocessing, metrics,
-                      info={"samples": n, "train_samples": n - n_val, "val_samples": n_val,
-                            "epochs_run": len(history.get("loss", [])), "data": ds.info, "seed": seed})
+    info = {"samples": n, "train_samples": n - n_val, "val_samples": n_val, "epochs_run": epochs_run,
+            "epoch": kept, "data": ds.info, "seed": seed}
+    if stop is not None:
+        info["early_stopping"] = stop
+    res = TrainResult(model, history, ds.preprocessing, metrics, info=info)
     if out is not None:
         res.path = save_trained(res, out, spec.dump())
     return res

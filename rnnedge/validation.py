@@ -40,8 +40,10 @@ precisions only.
 
 Verdicts per artifact: ``pass``, ``fail`` (a tolerance is exceeded), ``skipped``
 (e.g. TF.js without ``node``), ``error`` (missing/corrupt file, mismatched inputs,
-runtime not installed: the message says which). ``report["exit_code"]`` is 0 when no
-artifact failed or errored (skips allowed), else 1; a folder without ``manifest.json``
+runtime not installed: the message says which). ``report["exit_code"]`` is 1 when an
+artifact failed or errored, else 3 when one could not be checked because its runtime is missing
+(TF.js without Node or its runner's packages; the message gives the install command, the row
+has ``missing_dependency``), else 0 (other skips allowed); a folder without ``manifest.json``
 or ``reference.keras`` raises :class:`~rnnedge.errors.UsageError` (exit 2).
 """
 from __future__ import annotations
@@ -182,7 +184,10 @@ def _merge(cases: list[tuple[int | None, dict]]) -> dict:
 
 def _runtime_missing(entry: dict) -> str | None:
     if entry.get("format") == "tfjs" and shutil.which("node") is None:
-        return "skipped: node not found (install Node.js >= 18 to run the TF.js artifact)"
+        from rnnedge.runtime.tfjs import node_install_command
+
+        return ("skipped: node not found (Node.js >= 18 runs the TF.js artifact): install it with "
+                f"`{node_install_command()}`")
     return None
 
 
@@ -502,6 +507,8 @@ def validate(folder: str | os.PathLike, artifacts: Iterable[str] | None = None, 
                               "verdict": "skipped", "message": skip}
                 if not skip.startswith("skipped: node"):
                     rows[name]["not_a_model"] = True  # no parity record written for it
+                else:
+                    rows[name]["missing_dependency"] = True
                 continue
             try:
                 row = _validate_one(folder, name, entry, ref, tol, dict(runner_options or {}))
@@ -512,6 +519,7 @@ def validate(folder: str | os.PathLike, artifacts: Iterable[str] | None = None, 
                        "message": f"error: {prefix}{_short(e)}"}
                 if getattr(e, "exit_code", None) == 3:  # MissingDependencyError
                     row["message"] = f"error: runtime not installed: {_short(e)}"
+                    row["missing_dependency"] = True
             row["precision"] = prec
             rows[name] = row
     finally:
@@ -527,11 +535,19 @@ def validate(folder: str | os.PathLike, artifacts: Iterable[str] | None = None, 
         "artifacts": rows,
         "summary": counts,
         "ok": counts["fail"] == 0 and counts["error"] == 0,
-        "exit_code": 0 if counts["fail"] == 0 and counts["error"] == 0 else 1,
+        "exit_code": _exit_code(rows),
     }
     if write_manifest and rows:
         _write_parity(folder, report)
     return report
+
+
+def _exit_code(rows: dict) -> int:
+    """1 when an artifact failed or errored, else 3 when one could not be checked because its
+    runtime is missing (the message gives the install command), else 0."""
+    if any(r["verdict"] in ("fail", "error") and not r.get("missing_dependency") for r in rows.values()):
+        return 1
+    return 3 if any(r.get("missing_dependency") for r in rows.values()) else 0
 
 
 def _write_parity(folder: Path, report: dict) -> None:

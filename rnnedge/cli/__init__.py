@@ -4,13 +4,19 @@ Each command lives in its own module ``rnnedge.cli.<name>`` (a click command nam
 ``command``) and is imported only when used, so ``rnnedge --help`` starts fast and the edge
 commands never import TensorFlow. Library errors (:class:`rnnedge.errors.RnnedgeError`) become a
 one-line message on stderr and their exit code: 1 failure (e.g. parity), 2 bad input or spec,
-3 missing dependency, 4 unsupported conversion.
+3 missing dependency (a missing optional package too: the message gives the pip command),
+4 unsupported conversion.
+
+Quiet by default: every command runs inside :func:`rnnedge.quiet.filtered_stderr`, which keeps
+TensorFlow/absl/oneDNN/LiteRT/converter chatter (:data:`rnnedge.quiet.NOISE`) off the console;
+``--verbose`` (or ``RNNEDGE_VERBOSE=1``) shows everything.
 """
 from __future__ import annotations
 
 import importlib
 import os
 import sys
+import warnings
 
 import click
 
@@ -46,11 +52,26 @@ class LazyGroup(click.Group):
         return mod.command
 
     def invoke(self, ctx):
-        """Library errors -> one line on stderr and their exit code (also under click's CliRunner)."""
-        from rnnedge.errors import RnnedgeError
+        """Library errors -> one line on stderr and their exit code (also under click's CliRunner);
+        the command runs with C++ chatter filtered off stderr (unless --verbose)."""
+        from rnnedge import quiet
+        from rnnedge.errors import RnnedgeError, missing_module
 
+        was = os.environ.get("RNNEDGE_VERBOSE")
+        if ctx.params.get("verbose"):
+            os.environ["RNNEDGE_VERBOSE"] = "1"
+        quiet.quiet_environment()
         try:
-            return super().invoke(ctx)
+            with quiet.filtered_stderr(), warnings.catch_warnings():
+                if not quiet.verbose():
+                    warnings.showwarning = _one_line_warning
+                try:
+                    return super().invoke(ctx)
+                except ModuleNotFoundError as e:  # an optional package is missing: exit 3, how to install it
+                    err = missing_module(e)
+                    if err is None:
+                        raise
+                    raise err from e
         except RnnedgeError as e:
             if (ctx.obj or {}).get("debug") or os.environ.get("RNNEDGE_DEBUG"):
                 raise
@@ -58,6 +79,11 @@ class LazyGroup(click.Group):
 
             err_console().print(f"[bold red]error:[/] {escape(str(e))}", markup=True)
             ctx.exit(e.exit_code)
+        finally:
+            if was is None:
+                os.environ.pop("RNNEDGE_VERBOSE", None)
+            else:
+                os.environ["RNNEDGE_VERBOSE"] = was
 
     def format_commands(self, ctx, formatter):
         rows = [(n, COMMANDS[n]) for n in self.list_commands(ctx)]
@@ -69,12 +95,21 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="rnnedge", prog_name="rnnedge")
 @click.option("--debug", is_flag=True, envvar="RNNEDGE_DEBUG", help="Show tracebacks on errors.")
+@click.option("--verbose", is_flag=True, envvar="RNNEDGE_VERBOSE",
+              help="Show everything the libraries print (TensorFlow, absl, oneDNN, LiteRT, converters).")
 @click.pass_context
-def cli(ctx, debug):
+def cli(ctx, debug, verbose):
     """rnnedge: recurrent models from a spec to ONNX, TFLite, TF.js and a Raspberry Pi,
     with parity checks and benchmarks."""
-    ctx.obj = {"debug": debug}
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    ctx.obj = {"debug": debug, "verbose": verbose}
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """A Python warning as ``warning: MESSAGE`` (no source line; --verbose shows Python's form)."""
+    try:
+        (file or sys.stderr).write(f"warning: {message}\n")
+    except (OSError, ValueError):
+        pass
 
 
 def err_console():

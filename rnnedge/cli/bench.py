@@ -41,7 +41,7 @@ def _int_list(ctx, param, value):
               help="write the result JSON here ('-' = stdout; the table then goes to stderr)")
 @click.option("--csv", "csv_file", type=click.Path(dir_okay=False), help="write one CSV row per case")
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="write a PNG plot (p50 by batch size)")
-@click.option("--no-progress", is_flag=True, help="no progress bar on stderr")
+@click.option("--no-progress", is_flag=True, help="no progress bar on stderr (there is none when stderr is not a terminal)")
 @click.option("--streaming", is_flag=True,
               help="ARTIFACTS are step models (export --streaming): time one timestep with the state carried "
                    "(--runs sequences of --steps steps each, batch 1)")
@@ -64,7 +64,7 @@ def command(artifacts, provider, batch_sizes, seq_lens, warmup, runs, threads, i
         return _bench_streaming(artifacts, provider, steps, warmup, runs, threads, interpreter, json_file)
     result = B.bench(list(artifacts), provider=list(provider), batch_sizes=batch_sizes, seq_lens=seq_lens,
                      warmup=warmup, runs=runs, threads=threads, io_binding=io_binding,
-                     interpreter=interpreter, progress=not no_progress)
+                     interpreter=interpreter, progress=not no_progress and sys.stderr.isatty())
     to_stdout = json_file == "-"
     con = Console(stderr=to_stdout, width=None if sys.stdout.isatty() else 200)
     con.print(B.table(result))

@@ -32,9 +32,13 @@ def command(preset, out_dir, epochs, samples, runs, as_json):
     else:
         from rnnedge.showcase import summary_tables
 
+        from rich.markup import escape
+
         out = Console()
         for t in summary_tables(res, title=f"rnnedge demo: {preset}"):
             out.print(t)
+        for fmt, why in res.skipped_formats.items():
+            out.print(f"[yellow]skipped {fmt}:[/] {escape(why)}", soft_wrap=True)
         out.print(f"bundle: {res.bundle}")
     if not res.ok:
         from rnnedge.errors import ParityError

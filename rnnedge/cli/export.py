@@ -41,7 +41,20 @@ def command(source, formats, out_dir, opset, batch_size, seq_len, allow_flex, qu
                   if isinstance(err, float) else str(err))
     Console().print(t)
     if res.validation is not None:
-        from rnnedge.errors import ParityError
+        _raise_for_validation(res.validation, out_dir)
 
-        if res.validation.get("exit_code", 0) != 0:
-            raise ParityError(f"parity check failed for {out_dir}: run `rnnedge validate {out_dir}` for details")
+
+def _raise_for_validation(report: dict, out_dir) -> None:
+    """Exit 1 when parity failed; exit 3 (the runtime and its install command) when an artifact
+    could not be checked because its runtime is missing."""
+    from rnnedge.errors import MissingDependencyError, ParityError
+
+    code = report.get("exit_code", 0)
+    if code == 3:
+        missing = {n: r.get("message", "") for n, r in report["artifacts"].items() if r.get("missing_dependency")}
+        why = "; ".join(f"{n}: " + m.removeprefix("error: ").removeprefix("runtime not installed: ")
+                        .removeprefix("skipped: ") for n, m in missing.items())
+        raise MissingDependencyError(", ".join(missing), "", message=f"exported to {out_dir} but could not "
+                                     f"check {why}; then run `rnnedge validate {out_dir}`")
+    if code != 0:
+        raise ParityError(f"parity check failed for {out_dir}: run `rnnedge validate {out_dir}` for details")

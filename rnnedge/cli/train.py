@@ -15,7 +15,10 @@ import click
 @click.option("--seed", type=int, default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(source, data, column, output, epochs, batch_size, samples, validation_split, patience, seed, as_json):
-    """Train SOURCE (spec file or preset) and save it with its preprocessing."""
+    """Train SOURCE (spec file or preset) and save it with its preprocessing.
+
+    Progress goes to stderr: a live bar on a terminal, one line per epoch in a log. The saved
+    line gives the figures of the saved weights (the epoch early stopping restored, if it did)."""
     from rnnedge.training import train
 
     res = train(source, data=data, out=output, column=column, epochs=epochs, batch_size=batch_size,
@@ -26,5 +29,7 @@ def command(source, data, column, output, epochs, batch_size, samples, validatio
 
         print_json({"path": str(res.path), "metrics": res.metrics, "info": res.info})
         return
-    m = ", ".join(f"{k}={v:.4g}" for k, v in res.metrics.items())
-    click.echo(f"saved {res.path} ({res.info['epochs_run']} epochs, {res.info['samples']} samples): {m}")
+    m = ", ".join(f"{k}={v:.4g}" for k, v in res.metrics.items() if k != "learning_rate")
+    run, kept = res.info["epochs_run"], res.info.get("epoch", res.info["epochs_run"])
+    which = f"weights of epoch {kept} of {run}, restored by early stopping" if kept != run else f"{run} epochs"
+    click.echo(f"saved {res.path} ({which}; {res.info['samples']} samples): {m}")

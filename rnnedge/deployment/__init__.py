@@ -7,10 +7,11 @@ runtime -- no rnnedge, no TensorFlow::
     preprocess.json     vocabulary/tokenizer settings, scaler, window length, padding
     sample_input.npy    an input prepared by preprocess.json (batch 1; .npz for several inputs)
     sample_output.npy   the Keras reference's output on it, computed at deploy time
-    predict.py          standalone predictor (--input/--text/--csv/--stream/--self-test)
+    predict.py          standalone predictor (--self-test/--input, and --text/--csv/--stream where the
+                        model's preprocessing allows: manifest "modes")
     requirements.txt    numpy + the runtime, pinned for the chosen Pi OS
     README.md           install / run / service instructions
-    rnnedge-predict.service   a systemd unit example
+    rnnedge-predict.service   a systemd unit example (only when --stream works for the model)
     manifest.json       sha256 of every file above, parity copied from the export, the sample,
                         its tolerance, and what reproduced it on the deploying machine
 
@@ -295,19 +296,41 @@ def _render(template: str, **values) -> str:
     return string.Template((TEMPLATES / template).read_text()).substitute(**values)
 
 
-def _usage_examples(pre: dict, n_inputs: int) -> str:
-    kind = (pre or {}).get("kind")
+def _usage_examples(pre: dict, n_inputs: int, modes: list[str]) -> str:
+    """README command lines: only the predict.py modes that work for this model (``modes``, from
+    the bundle's own ``predict.modes``)."""
+    ext = "npz" if n_inputs > 1 else "npy"
     ex = ["python predict.py --self-test",
-          "python predict.py --input sample_input.%s --output out.%s" % (("npz", "npz") if n_inputs > 1 else ("npy", "npy"))]
-    if kind == "text":
-        ex += ['python predict.py --text "a wonderful film with a great cast"',
-               'printf "great movie\\nboring plot\\n" | python predict.py --stream']
-    elif kind == "window":
-        col = pre.get("column") or "value"
-        ex += [f"python predict.py --csv series.csv --column {col}   # uses the last {pre['window']} values",
-               f"tail -F readings.txt | python predict.py --stream     # one number per line; "
-               f"a prediction per line once {pre['window']} values arrived"]
+          f"python predict.py --input sample_input.{ext} --output out.{ext}   # one row or a batch of rows"]
+    if "text" in modes:
+        ex.append('python predict.py --text "a wonderful film with a great cast"' if pre.get("kind") == "text"
+                  else 'python predict.py --text "to be or not to"')
+    if "csv" in modes:
+        ex.append(f"python predict.py --csv series.csv --column {pre.get('column') or 'value'}   "
+                  f"# uses the last {pre['window']} values")
+    if "stream" in modes:
+        ex.append('printf "great movie\\nboring plot\\n" | python predict.py --stream' if pre.get("kind") != "window"
+                  else f"tail -F readings.txt | python predict.py --stream     # one number per line; "
+                       f"a prediction per line once {pre['window']} values arrived")
     return "\n".join(ex)
+
+
+def _rows_shape(shape: list) -> str:
+    """``[rows, None, 4]``: predict.py takes any number of rows (the first axis)."""
+    return "[" + ", ".join(["rows"] + ["None" if d is None else str(d) for d in shape[1:]]) + "]"
+
+
+def _service_section(modes: list[str], install_dir: str, kind: Optional[str]) -> str:
+    """README's "As a service" section: the systemd unit when ``--stream`` works for this model,
+    else why there is none."""
+    if "stream" in modes:
+        return (f"`{SERVICE}` is a systemd unit example: it feeds each line appended to\n"
+                f"`{install_dir}/input.txt` to `predict.py --stream` and logs one JSON prediction per line\n"
+                "(`journalctl -u rnnedge-predict -f`). Install instructions are at its top.")
+    return ("No service unit: this model takes raw tensors (preprocessing: "
+            f"{kind or 'none'}), so there is no line of text or number to stream to `predict.py --stream`.\n"
+            "Run `predict.py --input FILE` from your own program, or import `predict.Model` in Python\n"
+            "(`Model().run(array)` returns the outputs).")
 
 
 def _preprocess_summary(pre: dict) -> str:
@@ -415,8 +438,10 @@ def deploy(dir, target: str = "rpi", runtime: str = "litert", out=None, pi_os: s
             + "\n".join(reqs) + "\n")
         bundle_name = out.name
         install = install_dir or f"/opt/rnnedge/{bundle_name}"
-        (stage / SERVICE).write_text(_render("rnnedge-predict.service.in", install_dir=install, user=user, service=SERVICE,
-                                             name=bundle_name))
+        modes = pmod.modes(kind)
+        if "stream" in modes:  # the unit streams lines to predict.py --stream
+            (stage / SERVICE).write_text(_render("rnnedge-predict.service.in", install_dir=install, user=user,
+                                                 service=SERVICE, name=bundle_name))
 
         bman: dict[str, Any] = {
             "bundle_format": BUNDLE_FORMAT,
@@ -434,6 +459,7 @@ def deploy(dir, target: str = "rpi", runtime: str = "litert", out=None, pi_os: s
             "source": man.get("source"),
             "export": {"folder": str(src.resolve()), "created": man.get("created")},
             "preprocessing": {"file": "preprocess.json", "kind": kind},
+            "modes": modes,
             "parity": entry.get("parity"),
             "compat": entry.get("compat"),
             "sample": {"input": sample_in, "output": sample_out, "reference": "keras (reference.keras)",
@@ -464,11 +490,12 @@ def deploy(dir, target: str = "rpi", runtime: str = "litert", out=None, pi_os: s
             bman["deploy_check"] = host
         (stage / "README.md").write_text(_render(
             "README.md.in", name=bundle_name, runtime=runtime, pi_os=pi_os, python=info["python"],
-            model=name, requirements="\n".join(reqs), usage=_usage_examples(pre, len(inputs)),
-            preprocessing=_preprocess_summary(pre), install_dir=install, user=user, service=SERVICE,
+            model=name, requirements="\n".join(reqs), usage=_usage_examples(pre, len(inputs), modes),
+            service_section=_service_section(modes, install, kind),
+            preprocessing=_preprocess_summary(pre), install_dir=install, user=user,
             atol=f"{bman['sample']['tolerance']['atol']:g}",
-            inputs=", ".join(f"{s['name']} {s['shape']} {s['dtype']}" for s in inputs),
-            outputs=", ".join(f"{s['name']} {s['shape']} {s['dtype']}" for s in outputs),
+            inputs=", ".join(f"{s['name']} {_rows_shape(s['shape'])} {s['dtype']}" for s in inputs),
+            outputs=", ".join(f"{s['name']} {_rows_shape(s['shape'])} {s['dtype']}" for s in outputs),
             parity=_parity_line(entry.get("parity")), host=_host_line(host)))
         bman["files"] = {p.name: {"sha256": _sha256(p), "size": p.stat().st_size}
                          for p in sorted(stage.iterdir()) if p.is_file() and p.name != "manifest.json"}

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from rnnedge.errors import MissingDependencyError, RnnedgeError, UsageError
+from rnnedge.errors import MissingDependencyError, RnnedgeError, UsageError, install_command
 from rnnedge.runtime.base import Runner, TensorInfo
 
 
@@ -27,12 +27,13 @@ class KerasRunner(Runner):
         super().__init__(path=str(path), runtime="keras", options=dict(options or {}, **kw))
 
     def _load(self) -> None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         try:
-            import keras
-        except ImportError:
-            raise MissingDependencyError("Keras (the .keras reference runner)",
-                                         "pip install 'rnnedge[build]'") from None
+            from rnnedge._keras import keras as _keras
+
+            keras = _keras()
+        except (ImportError, MissingDependencyError):
+            raise MissingDependencyError("TensorFlow and Keras (the .keras reference runner)",
+                                         install_command("keras")) from None
         threads = self.options.get("threads")
         if threads:
             try:

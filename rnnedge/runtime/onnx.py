@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnedge.errors import MissingDependencyError, RnnedgeError, UsageError
+from rnnedge.errors import MissingDependencyError, RnnedgeError, UsageError, install_command
 from rnnedge.runtime.base import Runner, TensorInfo
 
 # short name -> (EP name, what to install to get it)
@@ -76,7 +76,7 @@ def _import_ort():
     try:
         import onnxruntime as ort
     except ImportError:  # pragma: no cover - depends on the install
-        raise MissingDependencyError("onnxruntime", "pip install onnxruntime") from None
+        raise MissingDependencyError("onnxruntime", install_command("onnxruntime")) from None
     return ort
 
 

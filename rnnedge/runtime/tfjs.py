@@ -5,7 +5,8 @@ No TensorFlow here: the runner writes the feeds to a JSON file, calls the shippe
 ``run_many`` runs several (model, feeds) pairs in one Node process (Node + TF.js start-up
 is ~0.5 s, so tests and ``validate`` batch their models).
 
-Needs ``node`` (>= 18) on PATH and ``npm ci --prefix <rnnedge/runtime/node>`` once.
+Needs ``node`` (>= 18) on PATH and the runner's npm packages, installed once by
+:func:`node_install_command` (in a clone: ``bash .ci/setup_node.sh``, as the README says).
 ``RNNEDGE_TFJS_NODE_DIR`` points to another runner folder; ``RNNEDGE_NODE`` to another node.
 """
 from __future__ import annotations
@@ -32,17 +33,36 @@ def find_node() -> str | None:
     return os.environ.get("RNNEDGE_NODE") or shutil.which("node") or shutil.which("nodejs")
 
 
+def node_install_command(node_dir: Path | None = None) -> str:
+    """The one command that sets up the TF.js runner in ``node_dir`` (default: the shipped one).
+
+    In a clone (the README's Quick start) that is the README's ``bash .ci/setup_node.sh``: it
+    installs Node.js when missing, then the runner's npm packages (shown relative to the current
+    folder when inside it). Installed from a wheel, or for another runner folder: ``npm ci`` there,
+    after installing Node.js and npm when ``node`` is missing."""
+    nd = Path(node_dir or node_runner_dir()).resolve()
+    here = Path(__file__).resolve().parent
+    script = here.parents[1] / ".ci" / "setup_node.sh"
+    if script.is_file() and nd == here / "node":
+        try:
+            shown = script.relative_to(Path.cwd().resolve())
+        except ValueError:
+            shown = script
+        return f"bash {shown}"
+    npm = f"npm ci --prefix {nd} --no-audit --no-fund --ignore-scripts"
+    return npm if find_node() else f"apt-get install -y nodejs npm && {npm}"
+
+
 def check_node_runner(node_dir: Path | None = None) -> tuple[str, Path]:
-    """(node executable, runner dir) or MissingDependencyError saying how to install."""
+    """(node executable, runner dir), else :class:`MissingDependencyError` (exit 3) with
+    :func:`node_install_command`."""
     node_dir = Path(node_dir or node_runner_dir())
     node = find_node()
     if node is None:
-        raise MissingDependencyError(
-            "node (Node.js >= 18, to run TF.js models)",
-            f"apt-get install -y nodejs npm && npm ci --prefix {node_dir}")
+        raise MissingDependencyError("node (Node.js >= 18, to run TF.js models)", node_install_command(node_dir))
     if not (node_dir / "node_modules" / "@tensorflow" / "tfjs" / "package.json").exists():
-        raise MissingDependencyError(
-            f"@tensorflow/tfjs for the Node runner in {node_dir}", f"npm ci --prefix {node_dir}")
+        raise MissingDependencyError(f"the TF.js runner's npm package @tensorflow/tfjs (in {node_dir})",
+                                     node_install_command(node_dir))
     return node, node_dir
 
 

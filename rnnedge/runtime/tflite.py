@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnedge.errors import MissingDependencyError, RnnedgeError, UsageError
+from rnnedge.errors import MissingDependencyError, RnnedgeError, UsageError, install_command
 from rnnedge.runtime.base import Runner, TensorInfo
 
 INTERPRETERS = ("auto", "litert", "tflite_runtime", "tf")
@@ -44,7 +44,7 @@ def _import_interpreter(choice: str):
             return mod, "litert"
         except ImportError:
             if choice == "litert":
-                raise MissingDependencyError("LiteRT (ai_edge_litert)", "pip install ai-edge-litert") from None
+                raise MissingDependencyError("LiteRT (ai_edge_litert)", install_command("ai_edge_litert")) from None
     if choice in ("auto", "tflite_runtime"):
         try:
             from tflite_runtime import interpreter as mod
@@ -53,7 +53,7 @@ def _import_interpreter(choice: str):
         except ImportError:
             if choice == "tflite_runtime":
                 raise MissingDependencyError(
-                    "tflite-runtime", "pip install tflite-runtime  (Python <= 3.11; prefer ai-edge-litert)"
+                    "tflite-runtime (Python <= 3.11; prefer ai-edge-litert)", install_command("tflite_runtime")
                 ) from None
     try:
         import tensorflow as tf  # only when neither edge interpreter exists (or asked for)
@@ -61,7 +61,7 @@ def _import_interpreter(choice: str):
         return tf.lite, "tf.lite"
     except ImportError:
         raise MissingDependencyError("a TFLite interpreter (LiteRT, tflite-runtime or TensorFlow)",
-                                     "pip install ai-edge-litert") from None
+                                     install_command("ai_edge_litert")) from None
 
 
 def _strip(name: str) -> str:

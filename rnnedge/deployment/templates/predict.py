@@ -5,10 +5,18 @@ Needs numpy and ONE runtime (see requirements.txt): ai-edge-litert or tflite-run
 .tflite model, onnxruntime for a .onnx/.ort model. No TensorFlow, no rnnedge.
 
     python predict.py --self-test                        # sample_input -> compare with sample_output
-    python predict.py --input x.npy --output y.npy       # raw model input (batch 1); .npz for several inputs
+    python predict.py --input x.npy --output y.npy       # raw model input, one row or a batch; .npz for several inputs
     python predict.py --text "a wonderful film"          # text models: tokenized like at training
     python predict.py --csv series.csv [--column value]  # window models: scale, last W rows
-    some_producer | python predict.py --stream           # one text (or one number) per line
+    some_producer | python predict.py --stream           # text/window models: one text (or number) per line
+
+Which of these work depends on the model (see README.md, or `modes()`): --text needs a text model,
+--csv a window model, --stream either; --input and --self-test always work.
+
+--input prints one summary line (--json: a JSON object with the outputs); --text, --csv and
+--stream print one JSON object per prediction. Exit codes: 0 ok, 1 failure (the self-test does not
+reproduce the sample, the runtime fails), 2 bad input (a missing or malformed file, a wrong shape, a
+mode this model does not take), 3 no runtime installed (`pip install -r requirements.txt`).
 
 Everything the model needs to prepare raw inputs is in preprocess.json; manifest.json names the
 model file, its inputs/outputs and the runtime it was built for.
@@ -16,10 +24,13 @@ model file, its inputs/outputs and the runtime it was built for.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
+import os
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,10 +39,65 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 TOKEN_PATTERN = r"[a-z0-9']+"
 TFLITE_ORDER = ("litert", "tflite-runtime")
+# Start-up lines the TFLite runtimes write straight to stderr (a subset of rnnedge.quiet.NOISE);
+# hidden unless --verbose / RNNEDGE_VERBOSE=1.
+NOISE = (
+    r"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$",
+    r"^INFO: Initialized TensorFlow Lite runtime\.$",
+)
+VERBOSE = os.environ.get("RNNEDGE_VERBOSE", "").strip().lower() not in ("", "0", "false", "no")
 
 
 class BundleError(Exception):
-    """A problem with the bundle or the input (printed as one line, exit code 1)."""
+    """A problem with the bundle or a failed run (one line on stderr, exit code 1)."""
+
+    exit_code = 1
+
+
+class InputError(BundleError):
+    """Bad input: a missing or malformed file, a wrong shape, a mode this model does not take (exit 2)."""
+
+    exit_code = 2
+
+
+class RuntimeMissing(BundleError):
+    """No runtime for the model is installed (exit 3)."""
+
+    exit_code = 3
+
+
+def modes(kind: str | None) -> list[str]:
+    """The command-line modes that work for a model whose preprocessing is ``kind``
+    (preprocess.json's "kind"): --self-test and --input always; --text and --stream for text or
+    character models; --csv and --stream for window (forecasting) models."""
+    extra = {"text": ["text", "stream"], "chars": ["text", "stream"], "window": ["csv", "stream"]}
+    return ["self-test", "input"] + extra.get(kind or "", [])
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """While open, what the runtime writes to file descriptor 2 goes to a temporary file; lines
+    that are not NOISE are written back to stderr when it closes. Does nothing when verbose."""
+    if VERBOSE:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode("utf-8", "replace").splitlines():
+                if not any(re.search(p, line) for p in NOISE):
+                    sys.stderr.write(line + "\n")
 
 
 def _load_json(folder: Path, name: str) -> dict:
@@ -64,7 +130,8 @@ def _tflite_interpreter(which: str):
 
 
 class Model:
-    """The bundle's model in its runtime. ``run(feeds) -> list of outputs`` (batch 1)."""
+    """The bundle's model in its runtime. ``run(feeds) -> list of outputs``: one row or a batch
+    (rows run one by one when the model's batch size is fixed, see ``batch_free``)."""
 
     def __init__(self, bundle_dir=HERE, runtime: str | None = None, threads: int | None = None):
         self.dir = Path(bundle_dir)
@@ -88,13 +155,19 @@ class Model:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise BundleError("onnxruntime is not installed: pip install -r requirements.txt") from None
+            raise RuntimeMissing("onnxruntime is not installed: pip install -r requirements.txt") from None
         so = ort.SessionOptions()
         if threads:
             so.intra_op_num_threads = threads
-        self._sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        if not VERBOSE:
+            so.log_severity_level = 3  # errors only
+        try:
+            self._sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - a corrupt or unsupported model
+            raise BundleError(f"onnxruntime {ort.__version__} cannot load {path.name}: {e}") from None
         self.runtime, self.runtime_version = "onnxruntime", ort.__version__
         self._in_names = [i.name for i in self._sess.get_inputs()]
+        self.batch_free = all(not isinstance(i.shape[0], int) for i in self._sess.get_inputs() if i.shape)
         self._kind = "onnx"
 
     # -- LiteRT / tflite-runtime (bundle's runtime first, then the other)
@@ -108,8 +181,9 @@ class Model:
                 errors.append(f"{which}: {e}")
                 continue
             try:
-                interp = Interpreter(model_path=str(path), num_threads=threads)
-                interp.allocate_tensors()
+                with quiet_stderr():
+                    interp = Interpreter(model_path=str(path), num_threads=threads)
+                    interp.allocate_tensors()
             except (ValueError, RuntimeError) as e:  # e.g. an op version this runtime lacks
                 raise BundleError(f"{name} {version} cannot load {path.name}: {e}") from None
             self._interp = interp
@@ -117,8 +191,8 @@ class Model:
             self._kind = "tflite"
             self._bind_tflite()
             return
-        raise BundleError("no TFLite runtime is installed (" + "; ".join(errors)
-                          + "): pip install -r requirements.txt")
+        raise RuntimeMissing("no TFLite runtime is installed (" + "; ".join(errors)
+                             + "): pip install -r requirements.txt")
 
     def _bind_tflite(self):
         """Map manifest input/output names to interpreter tensor indices."""
@@ -150,6 +224,8 @@ class Model:
                 idx = named[0] if named else details_in[pos]["index"]
             self._in_idx.append(by_index[idx])
         self._shapes = {d["index"]: [int(v) for v in d["shape"]] for d in self._in_idx}
+        self.batch_free = all(len(d.get("shape_signature", [])) and int(d["shape_signature"][0]) == -1
+                              for d in self._in_idx)
         if sig.get("outputs") and len(sig["outputs"]) == len(self.outputs):
             names = sorted(sig["outputs"], key=lambda s: [int(t) if t.isdigit() else t
                                                            for t in re.split(r"(\d+)", s)])
@@ -159,24 +235,47 @@ class Model:
             self._out_idx = details_out
 
     def run(self, feeds) -> list:
+        """Outputs (arrays, batch first) for ``feeds``: an array, a list in the model's input order
+        or a dict by input name; one row (no batch axis, or batch 1) or a batch of rows, all
+        inputs with the same number of rows. InputError for a wrong name, count or shape."""
+        arrays = self._arrays(feeds)
+        n = arrays[0].shape[0]
+        if n == 1 or self.batch_free:
+            return self._invoke(arrays)
+        rows = [self._invoke([a[i:i + 1] for a in arrays]) for i in range(n)]  # batch fixed at 1
+        return [np.concatenate(outs, axis=0) for outs in zip(*rows)]
+
+    def _arrays(self, feeds) -> list:
         if isinstance(feeds, np.ndarray):
             feeds = [feeds]
         if isinstance(feeds, dict):
             try:
                 feeds = [feeds[i["name"]] for i in self.inputs]
             except KeyError as e:
-                raise BundleError(f"missing input {e}; the model takes {[i['name'] for i in self.inputs]}") from None
+                raise InputError(f"missing input {e}; the model takes {[i['name'] for i in self.inputs]}") from None
         if len(feeds) != len(self.inputs):
-            raise BundleError(f"the model takes {len(self.inputs)} input(s), got {len(feeds)}")
+            raise InputError(f"the model takes {len(self.inputs)} input(s), got {len(feeds)}")
         arrays = []
         for spec, x in zip(self.inputs, feeds):
-            x = np.asarray(x, dtype=spec["dtype"])
-            want = [d for d in spec["shape"]]
-            if len(want) == x.ndim + 1:
+            try:
+                x = np.asarray(x, dtype=spec["dtype"])
+            except (TypeError, ValueError) as e:
+                raise InputError(f"input '{spec['name']}' is not {spec['dtype']} data: {e}") from None
+            per_row = list(spec["shape"][1:])
+            if x.ndim == len(per_row):
                 x = x[None]
-            if x.ndim != len(want) or any(w not in (None, -1) and w != s for w, s in zip(want, x.shape)):
-                raise BundleError(f"input '{spec['name']}' must have shape {want}, got {list(x.shape)}")
+            if x.ndim != len(per_row) + 1 or any(w not in (None, -1) and w != d for w, d in zip(per_row, x.shape[1:])):
+                shown = ", ".join("None" if w in (None, -1) else str(w) for w in per_row)
+                raise InputError(f"input '{spec['name']}' must have shape [rows, {shown}] (or [{shown}] for one "
+                                 f"row), got {list(x.shape)}")
             arrays.append(x)
+        if len({a.shape[0] for a in arrays}) > 1:
+            raise InputError(f"the inputs have different numbers of rows: {[a.shape[0] for a in arrays]}")
+        if arrays[0].shape[0] == 0:
+            raise InputError("the input has no rows")
+        return arrays
+
+    def _invoke(self, arrays: list) -> list:
         if self._kind == "onnx":
             return [np.asarray(o) for o in self._sess.run(None, dict(zip(self._in_names, arrays)))]
         it = self._interp
@@ -187,7 +286,8 @@ class Model:
                 self._shapes[d["index"]] = list(x.shape)
                 resized = True
         if resized:
-            it.allocate_tensors()
+            with quiet_stderr():
+                it.allocate_tensors()
         # fused sequence-LSTM ops keep their state in variables between invokes: every call is a
         # new sequence, so start from zero state (streaming models carry state explicitly instead)
         if hasattr(it, "reset_all_variables"):
@@ -216,7 +316,7 @@ class Preprocess:
             out[0, :len(ids)] = ids
             return out
         if self.kind != "text":
-            raise BundleError(f"this model's preprocessing is '{self.kind}': --text needs a text model")
+            raise InputError(f"this model's preprocessing is '{self.kind}': --text needs a text model")
         s = s.lower() if c.get("lowercase", True) else s
         tokens = re.findall(c.get("token_pattern", TOKEN_PATTERN), s)
         oov = c.get("oov_id", 1)
@@ -233,11 +333,11 @@ class Preprocess:
     def window(self, values) -> np.ndarray:
         c = self.cfg
         if self.kind != "window":
-            raise BundleError(f"this model's preprocessing is '{self.kind}': --csv/numbers need a window model")
+            raise InputError(f"this model's preprocessing is '{self.kind}': --csv/numbers need a window model")
         W = int(c["window"])
         v = np.asarray(values, dtype=np.float32).reshape(-1)
         if v.size < W:
-            raise BundleError(f"need at least {W} values (the model's window), got {v.size}")
+            raise InputError(f"need at least {W} values (the model's window), got {v.size}")
         sc = c.get("scaler") or {"mean": 0.0, "std": 1.0}
         z = (v[-W:] - np.float32(sc["mean"])) / np.float32(sc["std"])
         return z.reshape(1, W, 1).astype(np.float32)
@@ -248,10 +348,13 @@ class Preprocess:
 
 
 def read_csv_column(path: str, column: str | None, default: str | None) -> np.ndarray:
-    with open(path, newline="") as f:
-        rows = [r for r in csv.reader(f) if r]
+    try:
+        with open(path, newline="") as f:
+            rows = [r for r in csv.reader(f) if r]
+    except OSError as e:
+        raise InputError(f"{path}: {e.strerror or e}") from None
     if not rows:
-        raise BundleError(f"{path}: empty file")
+        raise InputError(f"{path}: empty file")
 
     def is_num(s):
         try:
@@ -270,28 +373,58 @@ def read_csv_column(path: str, column: str | None, default: str | None) -> np.nd
         if name and name in header:
             ci = header.index(name)
         elif column:
-            raise BundleError(f"{path}: no column '{column}' (columns: {', '.join(header)})")
+            raise InputError(f"{path}: no column '{column}' (columns: {', '.join(header)})")
         else:
             numeric = [i for i in range(len(header)) if data and is_num(data[0][i])]
             if not numeric:
-                raise BundleError(f"{path}: no numeric column; pass --column NAME")
+                raise InputError(f"{path}: no numeric column; pass --column NAME")
             ci = numeric[-1]
-    return np.asarray([float(r[ci]) for r in data if len(r) > ci and r[ci] != ""], np.float32)
+    try:
+        return np.asarray([float(r[ci]) for r in data if len(r) > ci and r[ci] != ""], np.float32)
+    except ValueError as e:
+        raise InputError(f"{path}: column {header[ci] if data is not rows else ci}: {e}") from None
 
 
 # --------------------------------------------------------------------------- results
 def describe(outputs: list, pre: Preprocess, manifest: dict) -> dict:
-    res = {"output": [o.reshape(-1).tolist() for o in outputs] if len(outputs) > 1
-           else outputs[0].reshape(-1).tolist()}
+    """The outputs as JSON-ready lists, plus ``value`` (unscaled, window models) and ``label``
+    (classifiers). One row: flat lists and a single label; several rows: one entry per row."""
+    rows = int(outputs[0].shape[0]) if outputs[0].ndim else 1
+    flat = (lambda o: o.reshape(-1).tolist()) if rows == 1 else (lambda o: o.reshape(rows, -1).tolist())
+    res = {"output": [flat(o) for o in outputs] if len(outputs) > 1 else flat(outputs[0])}
     if pre.kind == "window" and pre.cfg.get("scaler"):
-        res["value"] = pre.unscale(outputs[0]).reshape(-1).tolist()
+        res["value"] = flat(pre.unscale(outputs[0]))
     task = manifest.get("task")
-    o = outputs[0].reshape(-1)
-    if task == "binary_classification" and o.size == 1:
-        res["label"] = int(o[0] >= 0.5)
-    elif task in ("classification", "multiclass_classification") and o.size > 1:
-        res["label"] = int(np.argmax(o))
+    o = outputs[0].reshape(rows, -1)
+    labels = None
+    if task == "binary_classification" and o.shape[1] == 1:
+        labels = [int(v >= 0.5) for v in o[:, 0]]
+    elif task in ("classification", "multiclass_classification") and o.shape[1] > 1:
+        labels = [int(i) for i in np.argmax(o, axis=1)]
+    if labels is not None:
+        res["label"] = labels[0] if rows == 1 else labels
     return res
+
+
+def _rounded(v):
+    """Nested lists of numbers with 4 significant digits (for a readable line)."""
+    if isinstance(v, list):
+        return [_rounded(x) for x in v]
+    return float(f"{v:.4g}") if isinstance(v, float) else v
+
+
+def summary_line(res: dict) -> str:
+    """One line for ``--input``: rows, outputs, where they went, the runtime and the time."""
+    outs = ", ".join(f"{name} {shape}" for name, shape in res["outputs"].items())
+    line = f"{res['rows']} row{'s' if res['rows'] != 1 else ''} of {res['input']} -> {outs}"
+    if res.get("output_file"):
+        line += f" written to {res['output_file']}"
+    else:
+        key = next(k for k in ("label", "value", "output") if k in res)
+        text = json.dumps(_rounded(res[key]))
+        line += f"; {key} {text}" if len(text) <= 80 else f"; {key} {text[:77]}... (--output FILE or --json for all)"
+    how = "row by row (the model's batch size is fixed at 1)" if res["row_by_row"] else "in one batch"
+    return f"{line}; {res['runtime']} {res['runtime_version']}, {how}, {res['ms']:.1f} ms"
 
 
 def self_test(bundle_dir=HERE, runtime: str | None = None) -> dict:
@@ -302,8 +435,8 @@ def self_test(bundle_dir=HERE, runtime: str | None = None) -> dict:
     if not sample:
         raise BundleError("manifest.json records no sample")
     model = Model(bundle_dir, runtime=runtime)
-    x = load_array(bundle_dir / sample["input"], model.inputs)
-    expected = load_array(bundle_dir / sample["output"], model.outputs)
+    x = load_array(bundle_dir / sample["input"], model.inputs, BundleError)
+    expected = load_array(bundle_dir / sample["output"], model.outputs, BundleError)
     t0 = time.perf_counter()
     got = model.run(x)
     seconds = time.perf_counter() - t0
@@ -322,32 +455,40 @@ def self_test(bundle_dir=HERE, runtime: str | None = None) -> dict:
             "python": sys.version.split()[0], "numpy": np.__version__}
 
 
-def load_array(path: Path, specs: list):
+def load_array(path: Path, specs: list, error=InputError):
     """An .npy (one tensor) or .npz (one array per name) -> list in the model's order."""
     path = Path(path)
-    if not path.exists():
-        raise BundleError(f"{path}: no such file")
-    if path.suffix == ".npz":
-        with np.load(path) as z:
-            names = [s["name"] for s in specs]
-            if all(n in z.files for n in names):
-                return [z[n] for n in names]
-            return [z[k] for k in z.files]
-    return [np.load(path)]
+    if not path.is_file():
+        raise error(f"{path}: no such file")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path) as z:
+                names = [s["name"] for s in specs]
+                if all(n in z.files for n in names):
+                    return [z[n] for n in names]
+                return [z[k] for k in z.files]
+        return [np.load(path)]
+    except (OSError, ValueError) as e:  # not an .npy/.npz, or pickled objects
+        raise error(f"{path}: not a numpy .npy/.npz file ({e})") from None
 
 
 def save_outputs(path: str, outputs: list, specs: list):
-    if path.endswith(".npz") or len(outputs) > 1:
-        np.savez(path, **{s["name"]: o for s, o in zip(specs, outputs)})
-    else:
-        np.save(path, outputs[0])
+    try:
+        if path.endswith(".npz") or len(outputs) > 1:
+            np.savez(path, **{s["name"]: o for s, o in zip(specs, outputs)})
+        else:
+            np.save(path, outputs[0])
+    except OSError as e:
+        raise InputError(f"--output {path}: {e.strerror or e}") from None
 
 
 # --------------------------------------------------------------------------- command line
 def main(argv=None) -> int:
+    global VERBOSE
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--input", help="raw model input: .npy (one input) or .npz (by input name)")
+    src.add_argument("--input", help="raw model input, one row or a batch of rows: .npy (one input) or .npz "
+                                     "(by input name)")
     src.add_argument("--text", help="a text to classify/encode (text models)")
     src.add_argument("--csv", help="a CSV with a numeric column; the last W values are used (window models)")
     src.add_argument("--stream", action="store_true",
@@ -361,7 +502,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--bundle", default=str(HERE), help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true", help="print results as JSON")
+    ap.add_argument("--verbose", action="store_true", help="show the runtime's own messages")
     a = ap.parse_args(argv)
+    VERBOSE = VERBOSE or a.verbose
     bundle = Path(a.bundle)
     try:
         if a.self_test:
@@ -374,8 +517,12 @@ def main(argv=None) -> int:
                       f"max abs error {rep['max_abs_err']:.3g} vs {rep['reference']} "
                       f"(atol {rep['tolerance']['atol']:g})")
             return 0 if rep["ok"] else 1
-        model = Model(bundle, runtime=a.runtime, threads=a.threads)
         pre = Preprocess(_load_json(bundle, "preprocess.json"))
+        mode = next(m for m in ("input", "text", "csv", "stream") if getattr(a, m) not in (None, False))
+        if mode not in modes(pre.kind):
+            raise InputError(f"--{mode} does not work for this model (preprocessing: {pre.kind or 'none, raw input'}); "
+                             "it takes " + ", ".join(f"--{m}" for m in modes(pre.kind)))
+        model = Model(bundle, runtime=a.runtime, threads=a.threads)
         man = model.manifest
 
         def emit(outputs, extra=None):
@@ -386,11 +533,18 @@ def main(argv=None) -> int:
             return res
 
         if a.input:
-            outs = model.run(load_array(Path(a.input), model.inputs))
+            xs = load_array(Path(a.input), model.inputs)
+            t0 = time.perf_counter()
+            outs = model.run(xs)
+            ms = (time.perf_counter() - t0) * 1e3
             if a.output:
                 save_outputs(a.output, outs, model.outputs)
-            else:
-                emit(outs)
+            res = {"input": a.input, "rows": int(outs[0].shape[0]), "output_file": a.output,
+                   "outputs": {s["name"]: list(o.shape) for s, o in zip(model.outputs, outs)},
+                   "row_by_row": not model.batch_free and outs[0].shape[0] > 1,
+                   "runtime": model.runtime, "runtime_version": model.runtime_version, "ms": ms,
+                   **describe(outs, pre, man)}
+            print(json.dumps(res) if a.json else summary_line(res), flush=True)
             return 0
         if a.text is not None:
             outs = model.run(pre.text(a.text))
@@ -405,7 +559,7 @@ def main(argv=None) -> int:
                 save_outputs(a.output, outs, model.outputs)
             emit(outs, {"last": float(values[-1]), "n": int(values.size)})
             return 0
-        # --stream
+        # --stream (a text or window model: checked above)
         collected = []
         buf: list[float] = []
         W = int(pre.cfg.get("window", 0) or 0)
@@ -416,7 +570,7 @@ def main(argv=None) -> int:
             if pre.kind in ("text", "chars"):
                 outs = model.run(pre.text(line))
                 emit(outs, {"text": line})
-            elif pre.kind == "window":
+            else:
                 try:
                     buf.append(float(line.split(",")[-1]))
                 except ValueError:
@@ -427,8 +581,6 @@ def main(argv=None) -> int:
                     continue
                 outs = model.run(pre.window(buf))
                 emit(outs, {"last": buf[-1]})
-            else:
-                raise BundleError(f"--stream needs a text or window model (preprocessing: {pre.kind})")
             collected.append(outs)
         if a.output and collected:
             save_outputs(a.output, [np.concatenate([c[i] for c in collected]) for i in range(len(collected[0]))],
@@ -436,7 +588,9 @@ def main(argv=None) -> int:
         return 0
     except BundleError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
