@@ -254,7 +254,7 @@ def test_runtime_not_installed_is_an_error_row(folders, tmp_path, monkeypatch):
     rep = validate(folders["forecast"], samples=4, write_manifest=False)
     row = rep["artifacts"]["model.tflite"]
     assert row["verdict"] == "error" and "not installed" in row["message"] and "ai-edge-litert" in row["message"]
-    assert rep["artifacts"]["model.onnx"]["verdict"] == "pass" and rep["exit_code"] == 1
+    assert rep["artifacts"]["model.onnx"]["verdict"] == "pass" and rep["exit_code"] == 3  # missing runtime
 
 
 def test_mismatched_input_name_is_an_error_row(folders, tmp_path):
@@ -286,7 +286,7 @@ def test_tfjs_without_node_is_skipped(folders, tmp_path, monkeypatch):
     rep = V.validate(d, samples=8)
     row = rep["artifacts"]["tfjs/model.json"]
     assert row["verdict"] == "skipped" and "node not found" in row["message"]
-    assert rep["exit_code"] == 0 and rep["artifacts"]["model.onnx"]["verdict"] == "pass"
+    assert rep["exit_code"] == 3 and rep["artifacts"]["model.onnx"]["verdict"] == "pass"  # missing runtime
 
 
 @pytest.mark.node

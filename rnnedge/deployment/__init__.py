@@ -315,6 +315,15 @@ def _usage_examples(pre: dict, n_inputs: int, modes: list[str]) -> str:
     return "\n".join(ex)
 
 
+def _json_modes_note(modes: list[str]) -> str:
+    """`` `--text` and `--stream` print one JSON object per prediction.`` (the modes offered)."""
+    ms = [f"`--{m}`" for m in modes if m in ("text", "csv", "stream")]
+    if not ms:
+        return ""
+    return " " + (" and ".join(ms) if len(ms) < 3 else ", ".join(ms[:-1]) + " and " + ms[-1]) + \
+        " print one JSON object per prediction."
+
+
 def _rows_shape(shape: list) -> str:
     """``[rows, None, 4]``: predict.py takes any number of rows (the first axis)."""
     return "[" + ", ".join(["rows"] + ["None" if d is None else str(d) for d in shape[1:]]) + "]"
@@ -492,6 +501,7 @@ def deploy(dir, target: str = "rpi", runtime: str = "litert", out=None, pi_os: s
             "README.md.in", name=bundle_name, runtime=runtime, pi_os=pi_os, python=info["python"],
             model=name, requirements="\n".join(reqs), usage=_usage_examples(pre, len(inputs), modes),
             service_section=_service_section(modes, install, kind),
+            json_modes=_json_modes_note(modes),
             preprocessing=_preprocess_summary(pre), install_dir=install, user=user,
             atol=f"{bman['sample']['tolerance']['atol']:g}",
             inputs=", ".join(f"{s['name']} {_rows_shape(s['shape'])} {s['dtype']}" for s in inputs),
