@@ -159,7 +159,7 @@ class TFJSRunner(Runner):
 
     def check_available(self) -> None:
         node, nd = check_node_runner(self.options.get("node_dir"))
-        self.info.update({"node_path": node, "node_dir": str(nd)})
+        self.info.update({"runtime": "tfjs", "node_path": node, "node_dir": str(nd)})
 
     def _load(self) -> None:
         self.check_available()
