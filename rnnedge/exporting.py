@@ -1,7 +1,8 @@
-"""``export``: a spec, preset or ``.keras`` model -> artifacts in a folder, with a manifest.
+"""``export``: a spec, preset, ``.keras`` or TF.js model -> artifacts in a folder, with a manifest.
 
 The folder always receives ``reference.keras`` (the model the artifacts are checked against),
-the format's files, and ``manifest.json``. Converters live in :mod:`converters` (one registry per
+the format's files, and ``manifest.json``; a TF.js model also leaves its original in
+``source.tfjs/`` (the reference ``validate`` uses for it when Node is installed). Converters live in :mod:`converters` (one registry per
 format); this module only orchestrates, so every format gets the same folder layout, manifest
 fields and parity gate.
 """
@@ -78,6 +79,11 @@ def export(source, fmt: str | Iterable[str] = "onnx", out_dir: str | Path = "exp
     save_manifest(out, man)
     save_reference(lm.model, out)
     update_manifest(out, artifacts={"reference.keras": {"format": "keras", "role": "reference"}})
+    if "tfjs" in lm.extra:  # the TF.js original, for `validate --reference tfjs`
+        from converters.tfjs.importer import write_reference
+        from rnnedge.runtime.keras import output_names
+
+        update_manifest(out, artifacts=write_reference(lm.extra["tfjs"], out, output_names(lm.model)))
     # ONNX/TFLite quantized variants come from rnnedge.quantization (one place, after the float
     # export); TF.js stores quantized weights in its own writer, so its exporter gets the modes.
     q_modes = list(quantize)

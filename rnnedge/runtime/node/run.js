@@ -74,7 +74,9 @@ async function runOne(tf, job) {
   const loadMs = Date.now() - t0;
   const feeds = typeof job.inputs === 'string' ?
       JSON.parse(fs.readFileSync(job.inputs, 'utf8')) : job.inputs;
-  const inputNames = model.inputNames;
+  // a loaded tf.Sequential has empty inputNames: use its input layer names then
+  const inputNames = model.inputNames.length ? model.inputNames :
+      model.inputs.map(t => t.sourceLayer.name);
   const metaIn = (meta.inputs || []).map(i => i.name);
   const tensors = inputNames.map((n, i) => {
     const key = n in feeds ? n : (metaIn[i] in feeds ? metaIn[i] : null);
