@@ -8,6 +8,7 @@ fields and parity gate.
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -45,6 +46,7 @@ def export(source, fmt: str | Iterable[str] = "onnx", out_dir: str | Path = "exp
     ``out_dir/manifest.json`` (hashes, shapes, versions, and parity when ``validate``).
     """
     from converters.registry import ExportOptions, get_exporter
+    from converters.tfjs.importer import REFERENCE_DIR as TFJS_ORIGINAL
     from rnnedge.manifest import load_manifest, new_manifest, package_versions, save_manifest, update_manifest
     from rnnedge.models import resolve
 
@@ -74,6 +76,8 @@ def export(source, fmt: str | Iterable[str] = "onnx", out_dir: str | Path = "exp
         vocab = {i["name"]: i.get("vocab_size") for i in lm.spec.get("inputs", []) if i.get("vocab_size")}
     if vocab:
         man["model"]["vocab_sizes"] = vocab
+    if "tfjs" not in lm.extra and (man.get("artifacts") or {}).pop(TFJS_ORIGINAL, None) is not None:
+        shutil.rmtree(out / TFJS_ORIGINAL, ignore_errors=True)  # an earlier export's TF.js original
     man["versions"] = package_versions("rnnedge", "keras", "tensorflow", "tensorflow-cpu", "tf2onnx", "onnx",
                                        "onnxruntime", "ai-edge-litert", "numpy")
     save_manifest(out, man)

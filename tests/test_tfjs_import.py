@@ -202,6 +202,21 @@ def test_refusals_name_the_layer_and_guard_a_real_difference(case, tfjs_models, 
     assert float(np.max(np.abs(got - ys[0]))) > 1e-3
 
 
+@needs_node
+@pytest.mark.parametrize("case", ["stacked_lstm", "bidi_none"])
+def test_runner_opens_a_tfjs_model_saved_by_tfjs(case, tfjs_models):
+    """`rnnedge run/bench` on the user's own model.json: a Sequential (no inputNames once loaded),
+    two outputs of one layer (distinct names)."""
+    from rnnedge.runtime import open_runner
+
+    xs, ys, _ = _expected(tfjs_models, case)
+    with open_runner(tfjs_models / case) as r:
+        out = r.run({i.name: x for i, x in zip(r.inputs, xs)})
+        assert len(out) == len(ys) == len(r.outputs)
+        for o, want in zip(r.outputs, ys):
+            assert np.array_equal(out[o.name], want)
+
+
 @pytest.fixture(scope="module")
 def cli_export(tfjs_models, tmp_path_factory):
     """`rnnedge export model.json -f onnx,tflite,tfjs` of a TF.js model (validated at export)."""
@@ -477,3 +492,32 @@ def test_tfjs_json_is_told_apart_from_a_json_spec(tmp_path):
     model_dir.mkdir()
     (model_dir / "model.json").write_text(json.dumps({"modelTopology": {}, "weightsManifest": []}))
     assert importer.find_model_json(model_dir) == model_dir / "model.json"
+
+
+def test_export_keeps_the_original_and_validate_picks_its_reference(tmp_path, rng, monkeypatch):
+    """Without Node `auto` falls back to reference.keras and says so; `tfjs` needs an original;
+    exporting another model into the folder drops the stale original."""
+    import keras
+
+    import rnnedge.runtime.tfjs as rt_tfjs
+    from rnnedge.exporting import export
+    from rnnedge.validation import validate
+
+    path = _write_model(tmp_path / "m", _lstm_topology(), _lstm_weights(rng), shard_bytes=100)
+    out = tmp_path / "exp"
+    export(path, "onnx", out, validate=False)
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["artifacts"]["source.tfjs"]["role"] == "reference"
+    assert sorted(p.name for p in (out / "source.tfjs").iterdir()) == sorted(p.name for p in path.parent.iterdir())
+    monkeypatch.setattr(rt_tfjs, "find_node", lambda: None)
+    rep = validate(out, samples=4, write_manifest=False)
+    assert rep["ok"] and rep["reference"] == "reference.keras"
+    assert rep["reference_note"] == "source.tfjs not run (node not found): compared with reference.keras"
+    with pytest.raises(MissingDependencyError):
+        validate(out, samples=4, write_manifest=False, reference="tfjs")
+    other = keras.Sequential([keras.Input((5, 2)), keras.layers.GRU(2)])
+    export(other, "onnx", out, validate=False)
+    assert "source.tfjs" not in json.loads((out / "manifest.json").read_text())["artifacts"]
+    assert not (out / "source.tfjs").exists()
+    with pytest.raises(UsageError, match="no TF.js original to compare with"):
+        validate(out, samples=4, write_manifest=False, reference="tfjs")

@@ -566,6 +566,9 @@ def _bidirectional(layer: _Layer) -> Built:
         _refuse(layer, f"it wraps {icls}; rnnedge rebuilds Bidirectional(LSTM / GRU / SimpleRNN)")
     if c.get("backward_layer"):
         _refuse(layer, "a separate backward_layer (TF.js always mirrors the forward layer)")
+    if icfg.get("go_backwards"):
+        _refuse(layer, "the wrapped layer has go_backwards=true (TF.js then runs the forward layer "
+                       "backwards and the backward one forwards; Keras 3's Bidirectional refuses that)")
     mm = c.get("merge_mode", "concat")
     if mm not in ("concat", "sum", "mul", "ave", None):
         _refuse(layer, f"merge_mode={mm!r}")
