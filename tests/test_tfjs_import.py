@@ -462,6 +462,18 @@ def test_bad_models_fail_clearly(tmp_path, rng, break_it, exc, words):
     assert words in str(ei.value)
 
 
+def test_a_graph_reading_a_missing_call_is_refused(tmp_path, rng):
+    topo = {"class_name": "Model", "config": {"name": "f", "layers": [
+        {"name": "x", "class_name": "InputLayer", "config": {"batch_input_shape": [None, 5, 2], "name": "x"},
+         "inbound_nodes": []},
+        {"name": "out", "class_name": "Dense", "config": {"name": "out", "units": 1},
+         "inbound_nodes": [[["x", 0, 0, {}]], [["out", 3, 0, {}]]]}],
+        "input_layers": [["x", 0, 0]], "output_layers": [["out", 0, 0]]}}
+    path = _write_model(tmp_path / "m", topo, [("out/kernel", np.ones((2, 1))), ("out/bias", np.ones(1))])
+    with pytest.raises(UsageError, match=r"the graph reads \['out', 3, 0\] \(layer, call, output\)"):
+        importer.import_model(path)
+
+
 def test_dequantization_formulas(rng):
     """uint8/uint16: q * scale + min in float64, then float32; int32 rounds halves up; float16 exact."""
     q = np.array([0, 1, 128, 255], np.uint8)
@@ -521,3 +533,21 @@ def test_export_keeps_the_original_and_validate_picks_its_reference(tmp_path, rn
     assert not (out / "source.tfjs").exists()
     with pytest.raises(UsageError, match="no TF.js original to compare with"):
         validate(out, samples=4, write_manifest=False, reference="tfjs")
+
+
+def test_embedding_input_length_gives_the_sequential_input(tmp_path, rng):
+    topo = {"class_name": "Sequential", "config": {"name": "tok", "layers": [
+        {"class_name": "Embedding", "config": {"name": "emb", "input_dim": 5, "output_dim": 2, "input_length": 4,
+                                               "mask_zero": True}},
+        {"class_name": "GRU", "config": {"name": "g", "units": 2}}]}}
+    w = [("emb/embeddings", rng.uniform(-1, 1, (5, 2))), ("g/kernel", rng.uniform(-1, 1, (2, 6))),
+         ("g/recurrent_kernel", rng.uniform(-1, 1, (2, 6))), ("g/bias", rng.uniform(-1, 1, (6,)))]
+    imp = importer.import_model(_write_model(tmp_path / "m", topo, w))
+    (inp,) = imp.model.inputs
+    assert tuple(inp.shape) == (None, 4) and str(inp.dtype) == "int32"
+    assert imp.tfjs_inputs == [{"name": "emb_input", "shape": [None, 4], "dtype": "float32"}]
+    assert "feeds only Embedding layers" in imp.source["notes"][0]
+    ids = np.array([[1, 2, 0, 0], [3, 4, 1, 2]], np.int32)
+    y = _predict(imp.model, ids)
+    same_prefix = _predict(imp.model, np.array([[1, 2, 0, 0], [1, 2, 3, 3]], np.int32))
+    assert np.array_equal(y[0], same_prefix[0]) and not np.allclose(same_prefix[0], same_prefix[1])

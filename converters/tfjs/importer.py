@@ -283,9 +283,11 @@ def parse_topology(mj: dict, path: Path) -> _Graph:
             out[lname] = _Layer(lname, entry.get("class_name"), entry.get("config") or {}, nodes)
         ins = [_ref(list(x) + [{}], "input_layers") for x in cfg.get("input_layers", [])]
         outs = [_ref(list(x) + [{}], "output_layers") for x in cfg.get("output_layers", [])]
-        for r in ins + outs:
-            if r[0] not in out:
-                raise UsageError(f"{path}: input/output layer '{r[0]}' is not in the model's layers")
+        for r in ins + outs + [t for layer in out.values() for node in layer.nodes for t in node]:
+            src = out.get(r[0])
+            if src is None or r[1] >= max(1, len(src.nodes)):
+                raise UsageError(f"{path}: the graph reads {list(r)} (layer, call, output), which no layer "
+                                 "call makes")
         return _Graph(cfg.get("name", "model"), out, ins, outs, "Model")
     raise ConversionError(f"{path}: modelTopology class {cls!r} is not a layers model (Sequential or "
                           "Model)", fmt="keras")
@@ -369,19 +371,18 @@ def _tfjs_order(g: _Graph) -> list[tuple]:
     return order
 
 
-def check_masks(g: _Graph) -> dict:
+def check_masks(g: _Graph, path: Path | str = "model.json") -> dict:
     """Refuse what TF.js's masking would make differ from Keras 3 (module doc); returns the Keras 3
     mask token of every tensor ``{(layer, node, index): token | None}``."""
     keras_masks: dict = {}
     tfjs_masks: dict = {}
-    order = _tfjs_order(g)
-    for layer, n in _node_order(g):   # Keras 3: each call sees the masks of its inputs
+    for layer, n in _node_order(g, path):   # Keras 3: each call sees the masks of its inputs
         tok = _mask_out(layer, n, [keras_masks.get(t) for t in layer.nodes[n]])
         for i, seq in enumerate(_sequence_outputs(layer)):
             keras_masks[(layer.name, n, i)] = tok if seq else None
     shared: dict | None = None   # the executor's kwargs object, once a mask appeared
     done: set = set()
-    for ref in order:
+    for ref in _tfjs_order(g):
         layer = g.layers[ref[0]]
         if layer.cls == "InputLayer":
             continue
@@ -786,7 +787,7 @@ def build_keras(g: _Graph, saved: list, path: Path) -> tuple[Any, list[str]]:
                 f"{', '.join(TFJS_IMPORT.names())}", layer=layer.name, fmt="keras")
         if layer.cls in DROPOUT_LIKE and layer.cls != "Dropout":
             notes.append(f"{layer.cls} '{layer.name}' is the identity at inference: rebuilt as Dropout")
-    keras_masks = check_masks(g)
+    keras_masks = check_masks(g, path)
     tensors: dict = {}
     built: dict[str, Built] = {}
     for layer in g.layers.values():
