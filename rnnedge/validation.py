@@ -305,7 +305,6 @@ class _Reference:
             self._cache[seq_len] = (feeds, outs)
         return self._cache[seq_len]
 
-
     def _run(self, feeds: dict) -> dict:
         if self.tfjs is None:
             return self.runner.run(feeds)
