@@ -58,6 +58,7 @@ def tfjs_models(tmp_path_factory):
     p = subprocess.run([node, str(REPO / "tests" / "tfjs_fixtures.js"), str(nd / "node_modules"), str(root)],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads((root / "index.json").read_text())["tfjs_version"].startswith("4.22")
     return root
 
 
