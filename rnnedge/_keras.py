@@ -31,3 +31,13 @@ def keras():
             raise
         raise err from None
     return _k
+
+
+def load_model(path):
+    """``keras.saving.load_model(path, compile=False)`` with rnnedge's registered activations
+    (:mod:`rnnedge.activations`), which models imported from TF.js use."""
+    k = keras()
+    from rnnedge.activations import register
+
+    register()
+    return k.saving.load_model(path, compile=False)

@@ -1,12 +1,14 @@
-"""``export``: a spec, preset or ``.keras`` model -> artifacts in a folder, with a manifest.
+"""``export``: a spec, preset, ``.keras`` or TF.js model -> artifacts in a folder, with a manifest.
 
 The folder always receives ``reference.keras`` (the model the artifacts are checked against),
-the format's files, and ``manifest.json``. Converters live in :mod:`converters` (one registry per
+the format's files, and ``manifest.json``; a TF.js model also leaves its original in
+``source.tfjs/`` (the reference ``validate`` uses for it when Node is installed). Converters live in :mod:`converters` (one registry per
 format); this module only orchestrates, so every format gets the same folder layout, manifest
 fields and parity gate.
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -44,6 +46,7 @@ def export(source, fmt: str | Iterable[str] = "onnx", out_dir: str | Path = "exp
     ``out_dir/manifest.json`` (hashes, shapes, versions, and parity when ``validate``).
     """
     from converters.registry import ExportOptions, get_exporter
+    from converters.tfjs.importer import REFERENCE_DIR as TFJS_ORIGINAL
     from rnnedge.manifest import load_manifest, new_manifest, package_versions, save_manifest, update_manifest
     from rnnedge.models import resolve
 
@@ -73,11 +76,18 @@ def export(source, fmt: str | Iterable[str] = "onnx", out_dir: str | Path = "exp
         vocab = {i["name"]: i.get("vocab_size") for i in lm.spec.get("inputs", []) if i.get("vocab_size")}
     if vocab:
         man["model"]["vocab_sizes"] = vocab
+    if "tfjs" not in lm.extra and (man.get("artifacts") or {}).pop(TFJS_ORIGINAL, None) is not None:
+        shutil.rmtree(out / TFJS_ORIGINAL, ignore_errors=True)  # an earlier export's TF.js original
     man["versions"] = package_versions("rnnedge", "keras", "tensorflow", "tensorflow-cpu", "tf2onnx", "onnx",
                                        "onnxruntime", "ai-edge-litert", "numpy")
     save_manifest(out, man)
     save_reference(lm.model, out)
     update_manifest(out, artifacts={"reference.keras": {"format": "keras", "role": "reference"}})
+    if "tfjs" in lm.extra:  # the TF.js original, for `validate --reference tfjs`
+        from converters.tfjs.importer import write_reference
+        from rnnedge.runtime.keras import output_names
+
+        update_manifest(out, artifacts=write_reference(lm.extra["tfjs"], out, output_names(lm.model)))
     # ONNX/TFLite quantized variants come from rnnedge.quantization (one place, after the float
     # export); TF.js stores quantized weights in its own writer, so its exporter gets the modes.
     q_modes = list(quantize)

@@ -1,5 +1,6 @@
-"""Resolving what the user names (a spec file, a preset, or a ``.keras`` file) to a Keras model
-plus what travels with it (spec, preprocessing) -- one place for every command."""
+"""Resolving what the user names (a spec file, a preset, a ``.keras`` file or a TF.js
+``model.json``) to a Keras model plus what travels with it (spec, preprocessing) -- one place
+for every command."""
 from __future__ import annotations
 
 import json
@@ -20,10 +21,10 @@ def sidecar_path(model_path: str | Path) -> Path:
 @dataclass
 class LoadedModel:
     model: Any                       # keras.Model
-    source: dict                     # {"kind": "preset"|"spec"|"keras", "name"/"path": ...}
+    source: dict                     # {"kind": "preset"|"spec"|"keras"|"tfjs", "name"/"path": ...}
     spec: Optional[dict] = None      # the spec as data, when known
     preprocessing: Optional[dict] = None
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)    # "tfjs": the TfjsImport of a TF.js model
 
 
 def is_keras_file(source) -> bool:
@@ -31,23 +32,30 @@ def is_keras_file(source) -> bool:
 
 
 def load_keras(path: str | Path):
-    from rnnedge._keras import keras as _k
+    from rnnedge._keras import load_model
 
     p = Path(path)
     if not p.exists():
         raise UsageError(f"model file not found: {p}")
-    keras = _k()
-
     try:
-        return keras.saving.load_model(p, compile=False)
+        return load_model(p)
     except Exception as e:  # corrupt archive, unknown custom layer, ...
         raise UsageError(f"{p}: cannot load as a Keras model: {str(e).splitlines()[0][:300]}") from None
 
 
 def resolve(source, *, seed: Optional[int] = None) -> LoadedModel:
-    """A model from a Keras model object, a ``.keras`` path, a spec (path/dict/Spec) or a preset name."""
+    """A model from a Keras model object, a ``.keras`` path, a TF.js layers model (``model.json``
+    or its folder: rebuilt by :mod:`converters.tfjs.importer`), a spec (path/dict/Spec) or a
+    preset name."""
     if hasattr(source, "layers") and hasattr(source, "inputs"):
         return LoadedModel(source, {"kind": "keras-object", "name": getattr(source, "name", "model")})
+    from converters.tfjs.importer import find_model_json
+
+    if find_model_json(source) is not None:
+        from converters.tfjs.importer import import_model
+
+        imp = import_model(source)
+        return LoadedModel(imp.model, imp.source, extra={"tfjs": imp})
     if is_keras_file(source):
         model = load_keras(source)
         side = sidecar_path(source)

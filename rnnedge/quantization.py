@@ -524,9 +524,9 @@ def _quantize_tflite(folder: Path, src_name: str, out_name: str, mode: str, src_
     kr = open_runner(ref).load()
     model = getattr(kr, "model", None)
     if model is None:
-        import keras
+        from rnnedge._keras import load_model
 
-        model = keras.models.load_model(str(ref), compile=False)
+        model = load_model(str(ref))
     rep = None
     facts: dict = {"mode": mode, "source": src_name, "tool": "tf.lite.TFLiteConverter"}
     bs = src_entry.get("batch_size")

@@ -216,10 +216,24 @@ def _short(e: BaseException) -> str:
 # ---------------------------------------------------------------------------------------
 # the reference
 # ---------------------------------------------------------------------------------------
-class _Reference:
-    """reference.keras + cached inputs/outputs per sequence length."""
+REFERENCE_KINDS = ("auto", "keras", "tfjs")
 
-    def __init__(self, folder: Path, manifest: dict, samples: int, seed: int, calibration):
+
+def _tfjs_original(manifest: dict) -> tuple[str, dict] | None:
+    """The TF.js model an export was imported from (``source.tfjs``), if any."""
+    for name, e in (manifest.get("artifacts") or {}).items():
+        if e.get("role") == "reference" and e.get("format") == "tfjs":
+            return name, e
+    return None
+
+
+class _Reference:
+    """reference.keras + cached inputs/outputs per sequence length. The outputs come from
+    reference.keras, or (``reference="tfjs"``, or ``"auto"`` when the export was imported from
+    TF.js and Node is installed) from the original TF.js model run in Node."""
+
+    def __init__(self, folder: Path, manifest: dict, samples: int, seed: int, calibration,
+                 reference: str = "auto"):
         from rnnedge.inputs import specs_from_tensors
         from rnnedge.runtime import open_runner
 
@@ -245,6 +259,22 @@ class _Reference:
         self.kinds = classifier_kinds(self.model) if self.model is not None else [None] * len(self.runner.outputs)
         self.samples, self.seed, self.calibration = samples, seed, calibration
         self._cache: dict = {}
+        self.name, self.note, self.tfjs = REFERENCE, None, None
+        if reference not in REFERENCE_KINDS:
+            raise UsageError(f"unknown reference {reference!r}; choose one of: {', '.join(REFERENCE_KINDS)}")
+        original = _tfjs_original(manifest) if reference != "keras" else None
+        if reference == "tfjs" and original is None:
+            raise UsageError(f"{folder}: no TF.js original to compare with (only exports of a TF.js "
+                             "model.json have one, in source.tfjs/)")
+        if original is not None:
+            from rnnedge.runtime.tfjs import TFJSRunner, find_node
+
+            if reference == "auto" and find_node() is None:
+                self.note = f"{original[0]} not run (node not found): compared with {REFERENCE}"
+            else:
+                self.tfjs = TFJSRunner(str(folder / original[1]["model"]))
+                self.tfjs.load()  # MissingDependencyError (exit 3) without the Node runner
+                self.name = f"{original[1]['model']} (TF.js in Node)"
 
     @property
     def input_names(self) -> list[str]:
@@ -276,9 +306,21 @@ class _Reference:
 
             feeds = sample_inputs(self.specs, self.samples, seq_len=seq_len, seed=self.seed,
                                   calibration=self.calibration, preprocessing=self.preprocessing)
-            outs = self.runner.run(feeds)
+            outs = self._run(feeds)
             self._cache[seq_len] = (feeds, outs)
         return self._cache[seq_len]
+
+    def _run(self, feeds: dict) -> dict:
+        if self.tfjs is None:
+            return self.runner.run(feeds)
+        # the TF.js model takes the same inputs and gives the same outputs, by position
+        got = self.tfjs.run({t.name: feeds[n] for t, n in zip(self.tfjs.inputs, self.input_names)})
+        return {n: got[t.name] for n, t in zip(self.output_names, self.tfjs.outputs)}
+
+    def close(self) -> None:
+        self.runner.close()
+        if self.tfjs is not None:
+            self.tfjs.close()
 
 
 # ---------------------------------------------------------------------------------------
@@ -459,10 +501,13 @@ def validate(folder: str | os.PathLike, artifacts: Iterable[str] | None = None, 
              samples: int = DEFAULT_SAMPLES, atol: float | dict | None = None,
              rtol: float | dict | None = None, min_agreement: float | None = None, seed: int = 0,
              calibration: str | os.PathLike | dict | None = None, write_manifest: bool = True,
-             runner_options: dict | None = None) -> dict:
+             runner_options: dict | None = None, reference: str = "auto") -> dict:
     """Validate the artifacts of ``folder`` (all in the manifest, or those named) against
-    ``reference.keras``. Returns the report (see the module docstring); never raises for a
-    bad artifact (its row says ``error``), raises :class:`UsageError` for a bad folder."""
+    ``reference.keras``, or for an export of a TF.js model against that model run in Node
+    (``reference``: ``auto`` = TF.js when the folder has one and Node is installed, ``keras``,
+    ``tfjs``; the report's and the manifest's ``reference`` say which). Returns the report (see
+    the module docstring); never raises for a bad artifact (its row says ``error``), raises
+    :class:`UsageError` for a bad folder."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UsageError(f"{folder}: no such folder")
@@ -490,7 +535,7 @@ def validate(folder: str | os.PathLike, artifacts: Iterable[str] | None = None, 
         from rnnedge.inputs import load_calibration
 
         calib = load_calibration(calibration)
-    ref = _Reference(folder, manifest, samples, seed, calib)
+    ref = _Reference(folder, manifest, samples, seed, calib, reference)
     rows: dict[str, dict] = {}
     try:
         for name in names:
@@ -523,11 +568,11 @@ def validate(folder: str | os.PathLike, artifacts: Iterable[str] | None = None, 
             row["precision"] = prec
             rows[name] = row
     finally:
-        ref.runner.close()
+        ref.close()
     counts = {v: sum(1 for r in rows.values() if r["verdict"] == v) for v in ("pass", "fail", "skipped", "error")}
     report = {
         "folder": str(folder),
-        "reference": REFERENCE,
+        "reference": ref.name,
         "samples": samples,
         "seed": seed,
         "input_kinds": {s.name: s.kind for s in ref.specs},
@@ -537,6 +582,8 @@ def validate(folder: str | os.PathLike, artifacts: Iterable[str] | None = None, 
         "ok": counts["fail"] == 0 and counts["error"] == 0,
         "exit_code": _exit_code(rows),
     }
+    if ref.note:
+        report["reference_note"] = ref.note
     if write_manifest and rows:
         _write_parity(folder, report)
     return report

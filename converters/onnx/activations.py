@@ -3,6 +3,7 @@
 Keras 3 definitions (keras/src/activations, backend/tensorflow/nn.py):
 hard_sigmoid(x) = relu6(x + 3) / 6 = clip(x / 6 + 0.5, 0, 1)  -> HardSigmoid(alpha=1/6, beta=0.5);
 elu(x, alpha=1); linear(x) = x -> Affine(alpha=1, beta=0) inside LSTM/GRU/RNN.
+rnnedge.activations.tfjs_hard_sigmoid (TF.js / Keras 2) = clip(0.2x + 0.5, 0, 1) -> HardSigmoid(0.2, 0.5).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import math
 
 import numpy as np
 
+from rnnedge.activations import TFJS_HARD_SIGMOID, TFJS_HARD_SIGMOID_ALPHA, TFJS_HARD_SIGMOID_BETA
 from rnnedge.errors import ConversionError
 
 # Keras name -> (ONNX activation name, alpha, beta) usable inside LSTM/GRU/RNN ops
@@ -19,6 +21,7 @@ RNN_ACTIVATIONS = {
     "relu": ("Relu", None, None),
     "linear": ("Affine", 1.0, 0.0),
     "hard_sigmoid": ("HardSigmoid", 1.0 / 6.0, 0.5),
+    TFJS_HARD_SIGMOID: ("HardSigmoid", TFJS_HARD_SIGMOID_ALPHA, TFJS_HARD_SIGMOID_BETA),
     "elu": ("Elu", 1.0, None),
     "softsign": ("Softsign", None, None),
     "softplus": ("Softplus", None, None),
@@ -77,8 +80,9 @@ def apply_activation(ctx, x: str, fn, layer=None, axis: int = -1) -> str:
         return g.op("Softmax", [x], axis=axis)
     if name == "log_softmax":
         return g.op("LogSoftmax", [x], axis=axis)
-    if name == "hard_sigmoid":
-        return g.op("HardSigmoid", [x], alpha=1.0 / 6.0, beta=0.5)
+    if name in ("hard_sigmoid", TFJS_HARD_SIGMOID):
+        _, alpha, beta = RNN_ACTIVATIONS[name]
+        return g.op("HardSigmoid", [x], alpha=alpha, beta=beta)
     if name == "relu6":
         return g.op("Clip", [x, g.const(np.float32(0)), g.const(np.float32(6))])
     if name == "silu":

@@ -31,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from converters.registry import LayerRegistry
+from rnnedge.activations import TFJS_HARD_SIGMOID_REGISTERED
 from rnnedge.errors import ConversionError
 
 TFJS_LAYERS = LayerRegistry("tfjs")
@@ -72,7 +73,7 @@ _ACTIVATIONS = {
     "linear": "linear", None: "linear", "relu": "relu", "relu6": "relu6", "sigmoid": "sigmoid",
     "tanh": "tanh", "softmax": "softmax", "elu": "elu", "selu": "selu", "softplus": "softplus",
     "softsign": "softsign", "swish": "swish", "silu": "swish", "mish": "mish", "gelu": "gelu",
-    "log_softmax": "logSoftmax",
+    "log_softmax": "logSoftmax", TFJS_HARD_SIGMOID_REGISTERED: "hardSigmoid",
 }
 _ACT_WHY = {
     "hard_sigmoid": "Keras 3 hard_sigmoid is relu6(x+3)/6 while TF.js hardSigmoid is 0.2x+0.5",

@@ -16,7 +16,7 @@ import click
 @click.option("--json", "as_json", is_flag=True)
 def command(source, formats, out_dir, opset, batch_size, seq_len, allow_flex, quantize, streaming, no_validate,
             as_json):
-    """Export SOURCE (spec, preset or .keras file) to OUT_DIR with a manifest.json."""
+    """Export SOURCE (spec, preset, .keras file or TF.js model.json) to OUT_DIR with a manifest.json."""
     from rnnedge.exporting import export
 
     fmts = [f.strip() for spec in formats for f in spec.split(",") if f.strip()]

@@ -5,7 +5,7 @@ import click
 @click.argument("source")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def command(source, as_json):
-    """Layers, output shapes and parameter counts of SOURCE (spec, preset or .keras)."""
+    """Layers, output shapes and parameter counts of SOURCE (spec, preset, .keras or TF.js model.json)."""
     from rnnedge.inspect import inspect_model
 
     info = inspect_model(source)

@@ -1,4 +1,5 @@
-"""``rnnedge validate DIR``: every artifact against reference.keras, on the same inputs.
+"""``rnnedge validate DIR``: every artifact against reference.keras (or, for an export of a TF.js
+model, the original TF.js model run in Node), on the same inputs.
 
 Exit codes: 0 every artifact passed (skips allowed), 1 one failed or errored, 2 bad input
 (no manifest.json / reference.keras, unknown artifact name, bad option).
@@ -81,6 +82,8 @@ def render(report: dict, console) -> None:
                           f"{escape(row.get('message', ''))}" + (f" ({escape(extra)})" if extra else ""))
         elif extra:
             console.print(f"note {escape(name)}: {escape(extra)}")
+    if report.get("reference_note"):
+        console.print(f"note: {escape(report['reference_note'])}")
     s = report["summary"]
     console.print(f"{s['pass']} passed, {s['fail']} failed, {s['error']} errors, {s['skipped']} skipped"
                   f" -> exit {report['exit_code']}")
@@ -112,16 +115,20 @@ def _console(stderr: bool):
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True),
               help="write the report as JSON to FILE ('-' for stdout; the table then goes to stderr)")
 @click.option("--no-manifest", is_flag=True, help="do not write the parity figures into manifest.json")
+@click.option("--reference", type=click.Choice(["auto", "keras", "tfjs"]), default="auto", show_default=True,
+              help="what the artifacts are compared with: reference.keras, or the TF.js model an export was "
+              "made from (source.tfjs/, run in Node); auto = tfjs when the folder has it and node is installed")
 @handle_errors
-def command(folder, artifacts, samples, atol, rtol, min_agreement, seed, calibration, json_out, no_manifest):
-    """Run reference.keras and every artifact of FOLDER on the same inputs and compare."""
+def command(folder, artifacts, samples, atol, rtol, min_agreement, seed, calibration, json_out, no_manifest,
+            reference):
+    """Run the reference and every artifact of FOLDER on the same inputs and compare."""
     from rnnedge.manifest import _json_default, write_bytes_atomic
     from rnnedge.validation import validate
 
     report = validate(folder, artifacts=list(artifacts) or None, samples=samples,
                       atol=_tol_option(atol, "atol"), rtol=_tol_option(rtol, "rtol"),
                       min_agreement=min_agreement, seed=seed, calibration=calibration,
-                      write_manifest=not no_manifest)
+                      write_manifest=not no_manifest, reference=reference)
     if json_out:
         text = json.dumps(report, indent=2, default=_json_default)
         if json_out == "-":

@@ -255,9 +255,9 @@ def _reference_outputs(src: Path, xs: list, inputs: list[dict]) -> list:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
-    import keras
+    from rnnedge._keras import load_model
 
-    model = keras.saving.load_model(src / "reference.keras", compile=False)
+    model = load_model(src / "reference.keras")
     names = [t.name.split(":")[0] for t in model.inputs]
     feeds = xs[0] if len(xs) == 1 else (
         {n: x for n, x in zip([s["name"] for s in inputs], xs)} if set(names) == {s["name"] for s in inputs}

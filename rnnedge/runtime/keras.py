@@ -22,6 +22,21 @@ def _dtype_name(dt) -> str:
         return str(dt)
 
 
+def output_names(m) -> list[str]:
+    """The names the Keras runner gives ``m``'s outputs: ``model.output_names``, else (Sequential)
+    the layers making them, else ``output_<i>``."""
+    out_names = list(getattr(m, "output_names", None) or [])
+    if len(out_names) != len(m.outputs):  # Sequential: name outputs after their layers
+        out_names = []
+        for i, t in enumerate(m.outputs):
+            hist = getattr(t, "_keras_history", None)
+            op = getattr(hist, "operation", None) if hist is not None else None
+            out_names.append(getattr(op, "name", None) or f"output_{i}")
+        if len(set(out_names)) != len(out_names):
+            out_names = [f"output_{i}" for i in range(len(m.outputs))]
+    return out_names
+
+
 class KerasRunner(Runner):
     def __init__(self, path: str, options: dict | None = None, **kw):
         super().__init__(path=str(path), runtime="keras", options=dict(options or {}, **kw))
@@ -46,7 +61,9 @@ class KerasRunner(Runner):
         if not os.path.exists(self.path):
             raise UsageError(f"{self.path}: no such file")
         try:
-            self.model = keras.saving.load_model(self.path, compile=False)
+            from rnnedge._keras import load_model
+
+            self.model = load_model(self.path)
         except Exception as e:  # noqa: BLE001 - custom objects, bad archive...
             raise RnnedgeError(f"{self.path}: Keras could not load the model: {e}") from None
         m = self.model
@@ -54,15 +71,7 @@ class KerasRunner(Runner):
             TensorInfo(t.name, [None if d is None else int(d) for d in t.shape], _dtype_name(t.dtype))
             for t in m.inputs
         ]
-        out_names = list(getattr(m, "output_names", None) or [])
-        if len(out_names) != len(m.outputs):  # Sequential: name outputs after their layers
-            out_names = []
-            for i, t in enumerate(m.outputs):
-                hist = getattr(t, "_keras_history", None)
-                op = getattr(hist, "operation", None) if hist is not None else None
-                out_names.append(getattr(op, "name", None) or f"output_{i}")
-            if len(set(out_names)) != len(out_names):
-                out_names = [f"output_{i}" for i in range(len(m.outputs))]
+        out_names = output_names(m)
         self.outputs = [
             TensorInfo(n, [None if d is None else int(d) for d in t.shape], _dtype_name(t.dtype))
             for n, t in zip(out_names, m.outputs)

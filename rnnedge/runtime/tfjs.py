@@ -107,7 +107,7 @@ def run_many(jobs: list[tuple[str, dict]], *, repeat: int = 1, timeout: float = 
             inp = Path(tmp) / f"in{i}.json"
             inp.write_text(json.dumps({k: _tensor_json(v, dtypes.get(k, "float32"))
                                        for k, v in feeds.items()}))
-            spec.append({"model": str(mj), "inputs": str(inp),
+            spec.append({"model": str(mj), "inputs": str(inp), "output_names": [o["name"] for o in meta["outputs"]],
                          "outputs": str(Path(tmp) / f"out{i}.json"), "repeat": repeat})
         jobs_file = Path(tmp) / "jobs.json"
         jobs_file.write_text(json.dumps(spec))
@@ -136,18 +136,30 @@ def _metadata(model_json: Path) -> dict:
     meta = (mj.get("userDefinedMetadata") or {}).get("rnnedge")
     if meta:
         return meta
-    # a model.json from elsewhere: derive names/shapes from the topology
+    # a model.json from elsewhere (e.g. tf.LayersModel.save): derive names/shapes from the topology
     topo = mj.get("modelTopology", {})
     topo = topo.get("model_config", topo)
     cfg = topo.get("config", {})
+    if topo.get("class_name") == "Sequential":  # TF.js names its input "<first layer>_input"
+        seq = cfg.get("layers", []) if isinstance(cfg, dict) else cfg
+        first = (seq[0] if seq else {}).get("config", {})
+        name = first.get("name", "input") if seq and seq[0].get("class_name") == "InputLayer" else \
+            f"{first.get('name', 'layer')}_input"
+        shape = first.get("batch_input_shape") or first.get("batchInputShape")
+        return {"inputs": [{"name": name, "shape": shape, "dtype": first.get("dtype") or "float32"}],
+                "outputs": [{"name": (seq[-1] if seq else {}).get("config", {}).get("name", "output"),
+                             "shape": None, "dtype": "float32"}]}
     layers = {l.get("name", l.get("config", {}).get("name")): l for l in cfg.get("layers", [])}
     inputs = []
     for ref in cfg.get("input_layers", []):
         c = layers.get(ref[0], {}).get("config", {})
         inputs.append({"name": ref[0], "shape": c.get("batch_input_shape"),
                        "dtype": c.get("dtype", "float32")})
-    outputs = [{"name": ref[0], "shape": None, "dtype": "float32"}
-               for ref in cfg.get("output_layers", [])]
+    outputs, seen = [], set()
+    for ref in cfg.get("output_layers", []):  # several outputs of one layer: <layer>_<tensor index>
+        name = ref[0] if ref[0] not in seen else f"{ref[0]}_{ref[2]}"
+        seen.add(name)
+        outputs.append({"name": name, "shape": None, "dtype": "float32"})
     return {"inputs": inputs, "outputs": outputs}
 
 

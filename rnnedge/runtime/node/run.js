@@ -10,8 +10,9 @@
  * OUTPUTS.json: {"outputs": {"<name>": {shape, dtype, data}}, "output_order": [..],
  *                "load_ms", "run_ms", "backend", "tfjs_version"}
  *               or {"error": "..."} (exit code 1)
- * JOBS.json:    [{"model": ..., "inputs": ..., "outputs": ...}, ...]  (each job writes its
- *               own OUTPUTS file; one failing job does not stop the others)
+ * JOBS.json:    [{"model": ..., "inputs": ..., "outputs": ..., "output_names": [..]}, ...]
+ *               (each job writes its own OUTPUTS file; one failing job does not stop the
+ *               others; output_names, when given, name the model's outputs in order)
  *
  * Models are read with fs and loaded via tf.io.fromMemory; the custom layers of
  * rnnedge_layers.js are registered first.
@@ -74,7 +75,9 @@ async function runOne(tf, job) {
   const loadMs = Date.now() - t0;
   const feeds = typeof job.inputs === 'string' ?
       JSON.parse(fs.readFileSync(job.inputs, 'utf8')) : job.inputs;
-  const inputNames = model.inputNames;
+  // a loaded tf.Sequential has empty inputNames: use its input layer names then
+  const inputNames = model.inputNames.length ? model.inputNames :
+      model.inputs.map(t => t.sourceLayer.name);
   const metaIn = (meta.inputs || []).map(i => i.name);
   const tensors = inputNames.map((n, i) => {
     const key = n in feeds ? n : (metaIn[i] in feeds ? metaIn[i] : null);
@@ -94,7 +97,7 @@ async function runOne(tf, job) {
     for (const o of outs) o.dataSync();
     times.push(Number(process.hrtime.bigint() - t1) / 1e6);
   }
-  const names = (meta.outputs || []).map(o => o.name);
+  const names = job.output_names || (meta.outputs || []).map(o => o.name);
   const result = {outputs: {}, output_order: [], load_ms: loadMs, run_ms: times,
                   backend: tf.getBackend(), tfjs_version: tf.version.tfjs};
   outs.forEach((o, i) => {
