@@ -325,16 +325,35 @@ def convert_call(ctx: ConversionContext, op, args, kwargs) -> tuple[list, str]:
     return convert_fallback(ctx, op, args, kwargs, native_error=native_error), "fallback"
 
 
+def _keras_tensors(obj) -> list:
+    import keras
+
+    return [t for t in keras.tree.flatten(obj) if isinstance(t, keras.KerasTensor)]
+
+
+def _live_tensors(fm) -> set[int]:
+    """ids of the Keras tensors the model's outputs depend on."""
+    live = {id(t) for t in fm.outputs}
+    for depth in sorted(fm._nodes_by_depth):  # depth 0: the output nodes
+        for node in fm._nodes_by_depth[depth]:
+            if any(id(t) in live for t in node.outputs):
+                live.update(id(t) for t in _keras_tensors((node.arguments.args, node.arguments.kwargs)))
+    return live
+
+
 def walk_nodes(ctx: ConversionContext, fm, values: dict) -> None:
     """Convert every node of functional model ``fm``; ``values`` maps id(KerasTensor) -> Value
     and must hold ``fm``'s inputs; it gains every tensor the nodes make."""
     import keras
 
+    live = _live_tensors(fm)
     for depth in sorted(fm._nodes_by_depth, reverse=True):
         for node in fm._nodes_by_depth[depth]:
             op = node.operation
             if isinstance(op, keras.layers.InputLayer):
                 continue
+            if not any(id(t) in live for t in node.outputs):
+                continue  # e.g. the ops Keras records while computing a mask symbolically
             cls = type(op).__name__
             is_layer = isinstance(op, keras.layers.Layer)
 

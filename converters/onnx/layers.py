@@ -155,6 +155,26 @@ for _k, _o in {"NotEqual": "NotEqual", "Equal": "Equal", "Greater": "Greater", "
     ONNX_LAYERS.register(f"ops.{_k}")(_binary_op(_o))
 
 
+def _arith_op(onnx_op):
+    """``x + y``, ``x * 2.0``... on float tensors of one dtype (other dtypes: the fallback)."""
+    def convert(ctx, op, args, kwargs):
+        g = ctx.graph
+        a, b = args[0], args[1]
+        dtypes = {v.dtype for v in (a, b) if isinstance(v, Value)}
+        if len(dtypes) != 1 or not dtypes <= {"float32", "float64", "float16"}:
+            raise ConversionError(f"{type(op).__name__} of {sorted(dtypes)} tensors is not converted natively",
+                                  layer=op.name, fmt="onnx")
+        dt = dtypes.pop()
+        names = [v.name if isinstance(v, Value) else g.const(np.asarray(v, dtype=dt)) for v in (a, b)]
+        return Value(g.op(onnx_op, names))
+
+    return convert
+
+
+for _k, _o in {"Add": "Add", "Subtract": "Sub", "Multiply": "Mul", "Divide": "Div", "TrueDivide": "Div"}.items():
+    ONNX_LAYERS.register(f"ops.{_k}")(_arith_op(_o))
+
+
 @ONNX_LAYERS.register("ops.Any", "ops.All")
 def convert_any(ctx, op, args, kwargs):
     g = ctx.graph
@@ -165,6 +185,39 @@ def convert_any(ctx, op, args, kwargs):
     red = "ReduceMax" if type(op).__name__ == "Any" else "ReduceMin"
     r = g.reduce(red, g.cast(x.name, np.float32), axes, keepdims=int(bool(keepdims)))
     return Value(g.cast(r, np.bool_))
+
+
+# Keras records these when it computes a mask symbolically (Concatenate.compute_mask...); the
+# layer after it receives that mask explicitly (mask=...), so they are converted like any op.
+@ONNX_LAYERS.register("ops.ExpandDims")
+def convert_expand_dims(ctx, op, args, kwargs):
+    x = args[0]
+    axes = op.axis if isinstance(op.axis, (list, tuple)) else [op.axis]
+    rank = x.rank + len(axes)
+    return Value(ctx.graph.unsqueeze(x.name, sorted(int(a) % rank for a in axes)))
+
+
+@ONNX_LAYERS.register("ops.ZerosLike", "ops.OnesLike")
+def convert_fill_like(ctx, op, args, kwargs):
+    g = ctx.graph
+    x = args[0]
+    dtype = np.dtype(str(op.dtype) if op.dtype is not None else x.dtype)
+    fill = np.zeros(1, dtype) if type(op).__name__ == "ZerosLike" else np.ones(1, dtype)
+    return Value(g.op("ConstantOfShape", [g.shape(x.name)], value=_tensor_attr(fill)))
+
+
+@ONNX_LAYERS.register("ops.Concatenate")
+def convert_concat_op(ctx, op, args, kwargs):
+    xs = list(args[0])
+    axis = int(op.axis) % xs[0].rank if op.axis is not None else None
+    if axis is None:
+        raise ConversionError("concatenate with axis=None is not converted natively", layer=op.name, fmt="onnx")
+    return Value(ctx.graph.op("Concat", [v.name for v in xs], axis=axis))
+
+
+@ONNX_LAYERS.register("ops.LogicalNot")
+def convert_logical_not(ctx, op, args, kwargs):
+    return Value(ctx.graph.op("Not", [ctx.as_bool(args[0].name, args[0].dtype)]))
 
 
 @ONNX_LAYERS.register("ops.Cast")
