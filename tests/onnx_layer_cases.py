@@ -256,7 +256,12 @@ def build_cases() -> dict[str, Case]:
         "convlstm2d-seq": Case(lambda: (lambda x: model(x, L.LSTM(U)(L.TimeDistributed(L.Flatten())(
             L.ConvLSTM2D(2, 3, padding="same", return_sequences=True)(x)))))(keras.Input((None, 4, 4, 1), name="x")),
             rnn_ops=1, fallback=("conv_lstm2d",), loop=True, notes=("Loop",)),
+        "rescaling": Case(pre(lambda x: L.Rescaling(0.5, offset=-1.0)(x)), ops=("Mul", "Add")),
+        "discretization-embedding": Case(lambda: (lambda x: model(x, L.LSTM(U)(L.Embedding(4, 3)(
+            L.Discretization(bin_boundaries=[-0.5, 0.0, 0.5])(x)))))(keras.Input((None,), name="x")),
+            ops=("ReduceSum",)),
         # layers with no native converter: tf2onnx, spliced (no Loop)
+        "fallback-augmentation-is-inference": Case(image_seq(lambda: L.RandomFlip(name="flip")), fallback=("flip",)),
         "fallback-conv1dtranspose": Case(pre(lambda x: L.Conv1DTranspose(3, 2, name="up")(x)), fallback=("up",)),
         "fallback-group-norm": Case(post(lambda h: L.GroupNormalization(groups=2, name="gn")(h)), fallback=("gn",)),
         "fallback-keras-op": Case(post(lambda h: keras.ops.cumsum(h, axis=1)), fallback=("cumsum",)),

@@ -155,7 +155,10 @@ def trace_to_onnx(op, args, kwargs, values: list[Value], opset: int):
                 m = tensors[mask_of[v.name]]
                 set_keras_mask(by_name[v.name], m)
                 in_masks[id(m)] = v.name
-        res = op(*_substitute(list(args), by_name), **_substitute(dict(kwargs), by_name))
+        kw = _substitute(dict(kwargs), by_name)
+        if getattr(op, "_call_has_training_arg", False):
+            kw["training"] = False  # inference: augmentation/dropout layers default to training=True
+        res = op(*_substitute(list(args), by_name), **kw)
         out, layout[:] = {}, []
         for j, y in enumerate(tree.flatten(res)):
             out[f"y{j}"] = y

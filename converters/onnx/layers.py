@@ -29,11 +29,38 @@ def _err(layer, why: str) -> ConversionError:
 
 
 # --------------------------------------------------------------------------- identity-like
-@ONNX_LAYERS.register("Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise",
-                      "GaussianDropout", "AlphaDropout", "ActivityRegularization")
+@ONNX_LAYERS.register("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+                      "GaussianDropout", "AlphaDropout", "ActivityRegularization", "Identity")
 def convert_identity(ctx, layer, args, kwargs):
     x = _first(args)
     return Value(x.name, mask=ctx.input_mask(args, kwargs))
+
+
+@ONNX_LAYERS.register("Rescaling")
+def convert_rescaling(ctx, layer, args, kwargs):
+    """``x * scale + offset`` (scale/offset scalars or broadcastable arrays)."""
+    g = ctx.graph
+    x = _first(args)
+    xin = x.name if x.dtype == "float32" else g.cast(x.name, np.float32)
+    y = g.op("Mul", [xin, g.const(np.asarray(layer.scale, np.float32), hint=f"{layer.name}/scale")])
+    if np.any(np.asarray(layer.offset) != 0):
+        y = g.op("Add", [y, g.const(np.asarray(layer.offset, np.float32), hint=f"{layer.name}/offset")])
+    return Value(y, mask=ctx.input_mask(args, kwargs))
+
+
+@ONNX_LAYERS.register("Discretization")
+def convert_discretization(ctx, layer, args, kwargs):
+    """output_mode "int": the bucket index = how many bin boundaries are <= x (tf bucketize)."""
+    g = ctx.graph
+    x = _first(args)
+    if layer.output_mode != "int" or layer.bin_boundaries is None:
+        raise _err(layer, f"output_mode={layer.output_mode!r} (or unadapted boundaries) is not converted natively")
+    b = g.const(np.asarray(layer.bin_boundaries, np.float32), hint=f"{layer.name}/boundaries")
+    xin = x.name if x.dtype == "float32" else g.cast(x.name, np.float32)
+    ge = g.cast(g.op("Not", [g.op("Less", [g.unsqueeze(xin, [-1]), b])]), np.int64)
+    y = g.reduce("ReduceSum", ge, [-1], keepdims=0, hint=layer.name)
+    out_dt = np.dtype(str(layer.output_dtype))  # int32 for output_mode "int"
+    return Value(g.cast(y, out_dt) if out_dt != np.int64 else y)
 
 
 @ONNX_LAYERS.register("Activation")
