@@ -20,7 +20,6 @@ import inspect
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -291,12 +290,10 @@ def try_one(build) -> dict:
     keras.utils.set_random_seed(1)
     model = build()
     C.randomize(model)
-    t0 = time.perf_counter()
     try:
         mp, info = convert_model(model, ExportOptions())
     except ConversionError as e:
         return {"path": "refused", "reason": str(e).splitlines()[0][:300]}
-    convert_s = time.perf_counter() - t0
     row = next((l for l in info["layers"] if l["name"] == P), None)
     sess = ort.InferenceSession(mp.SerializeToString(), providers=["CPUExecutionProvider"])
     fixed = all(not isinstance(d, str) for i in info["inputs"] for d in i["shape"][1:])
@@ -312,14 +309,14 @@ def try_one(build) -> dict:
     return {"path": row["path"] if row else "not recorded", "max_abs_error": worst,
             "loop": "Loop" in ops or "Scan" in ops,
             "recurrent_ops": {k: ops[k] for k in ("LSTM", "GRU", "RNN") if k in ops},
-            "convert_s": round(convert_s, 3), "notes": info["notes"]}
+            "notes": info["notes"]}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="", help="comma-separated class names")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "layer_coverage.json"))
-    ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    ap.add_argument("--markdown", action="store_true", help="print a Markdown table (also written beside --out)")
     a = ap.parse_args(argv)
     import keras
 
@@ -345,12 +342,13 @@ def main(argv=None) -> int:
         if not a.markdown:
             err = f"{r['max_abs_error']:.1e}" if "max_abs_error" in r else ""
             print(f"{cls:45s} {r['path']:18s} {err:9s} {r.get('reason', '')}", flush=True)
+    lines = ["| keras.layers class | path | max abs error | note |", "|---|---|---|---|"]
+    for cls, r in results.items():
+        err = f"{r['max_abs_error']:.1e}" if "max_abs_error" in r else ""
+        note = r.get("reason") or ("runs as a Loop" if r.get("loop") else "")
+        lines.append(f"| `{cls}` | {r['path']} | {err} | {note} |")
     if a.markdown:
-        print("| keras.layers class | path | max abs error | note |\n|---|---|---|---|")
-        for cls, r in results.items():
-            err = f"{r['max_abs_error']:.1e}" if "max_abs_error" in r else ""
-            note = r.get("reason") or ("runs as a Loop" if r.get("loop") else "")
-            print(f"| `{cls}` | {r['path']} | {err} | {note} |")
+        print("\n".join(lines))
     counts = {}
     for r in results.values():
         counts[r["path"]] = counts.get(r["path"], 0) + 1
@@ -362,6 +360,7 @@ def main(argv=None) -> int:
                                   "versions": package_versions("keras", "tensorflow-cpu", "tf2onnx", "onnx",
                                                                "onnxruntime"),
                                   "keras_layers": len(layer_classes()), "keras_version": keras.__version__})
+        Path(a.out).with_suffix(".md").write_text("\n".join(lines) + "\n")
     return 0
 
 

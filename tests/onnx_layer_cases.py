@@ -3,7 +3,7 @@ benchmarks/layer_coverage.py: the layer under test sits before, after or beside 
 
 ``CASES[name] = Case(build, ...)``: ``build()`` returns a Keras model; ``rnn_ops`` is how many
 native LSTM/GRU/RNN ops the export must hold; ``ops`` op types it must hold (the native form);
-``fallback`` the layer names tf2onnx converts; ``loop`` whether a Loop is expected (ConvLSTM only);
+``fallback`` the classes tf2onnx converts (``ops.X`` for Keras operations); ``loop`` whether a Loop is expected (ConvLSTM only);
 ``fixed_t`` the model's fixed length (else it is run at two lengths); ``tokens`` whether the input
 is token ids (then padded rows exercise masks).
 
@@ -252,19 +252,19 @@ def build_cases() -> dict[str, Case]:
         # ConvLSTM: no ONNX op -> tf2onnx Loop
         "convlstm1d": Case(lambda: (lambda x: model(x, L.Dense(1)(L.Flatten()(
             L.ConvLSTM1D(2, 3, padding="same")(x)))))(keras.Input((None, 5, 2), name="x")),
-            rnn_ops=0, fallback=("conv_lstm1d",), loop=True, notes=("Loop",)),
+            rnn_ops=0, fallback=("ConvLSTM1D",), loop=True, notes=("Loop",)),
         "convlstm2d-seq": Case(lambda: (lambda x: model(x, L.LSTM(U)(L.TimeDistributed(L.Flatten())(
             L.ConvLSTM2D(2, 3, padding="same", return_sequences=True)(x)))))(keras.Input((None, 4, 4, 1), name="x")),
-            rnn_ops=1, fallback=("conv_lstm2d",), loop=True, notes=("Loop",)),
+            rnn_ops=1, fallback=("ConvLSTM2D",), loop=True, notes=("Loop",)),
         "rescaling": Case(pre(lambda x: L.Rescaling(0.5, offset=-1.0)(x)), ops=("Mul", "Add")),
         "discretization-embedding": Case(lambda: (lambda x: model(x, L.LSTM(U)(L.Embedding(4, 3)(
             L.Discretization(bin_boundaries=[-0.5, 0.0, 0.5])(x)))))(keras.Input((None,), name="x")),
             ops=("ReduceSum",)),
         # layers with no native converter: tf2onnx, spliced (no Loop)
-        "fallback-augmentation-is-inference": Case(image_seq(lambda: L.RandomFlip(name="flip")), fallback=("flip",)),
-        "fallback-conv1dtranspose": Case(pre(lambda x: L.Conv1DTranspose(3, 2, name="up")(x)), fallback=("up",)),
-        "fallback-group-norm": Case(post(lambda h: L.GroupNormalization(groups=2, name="gn")(h)), fallback=("gn",)),
-        "fallback-keras-op": Case(post(lambda h: keras.ops.cumsum(h, axis=1)), fallback=("cumsum",)),
+        "fallback-augmentation-is-inference": Case(image_seq(lambda: L.RandomFlip(name="flip")), fallback=("RandomFlip",)),
+        "fallback-conv1dtranspose": Case(pre(lambda x: L.Conv1DTranspose(3, 2, name="up")(x)), fallback=("Conv1DTranspose",)),
+        "fallback-group-norm": Case(post(lambda h: L.GroupNormalization(groups=2, name="gn")(h)), fallback=("GroupNormalization",)),
+        "fallback-keras-op": Case(post(lambda h: keras.ops.cumsum(h, axis=1)), fallback=("ops.Cumsum",)),
     }
     cases.update(_merge_cases())
     return cases

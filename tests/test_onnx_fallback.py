@@ -89,6 +89,22 @@ class MinimalCell(L.Layer):
         return h, [h]
 
 
+class EncoderBlock(L.Layer):
+    """A custom layer holding an LSTM: the whole block goes through the fallback. With a GPU visible
+    Keras 3 would emit CudnnRNNV3 for it, which tf2onnx cannot convert (the trace turns cuDNN off)."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.rnn = L.LSTM(3, return_sequences=True)
+        self.proj = L.Dense(3)
+
+    def call(self, x):
+        return self.proj(x) + self.rnn(x)
+
+    def compute_output_shape(self, shape):
+        return (*shape[:-1], 3)
+
+
 def _tokens_model(mid, name="m"):
     t = C.toks()
     e = L.Embedding(C.V, C.F, mask_zero=True)(t)
@@ -205,6 +221,41 @@ def test_recurrent_layers_never_fall_back():
     err, info = _parity(model)
     assert err <= TOL and info["op_types"].get("Loop") == 1
     assert any("minimal" in n and "Loop" in n and "MinimalCell" in n for n in info["notes"])
+
+
+def test_custom_layer_holding_an_lstm_converts():
+    keras.utils.set_random_seed(6)
+    x = C.seq()
+    model = keras.Model(x, L.GRU(C.U)(EncoderBlock(name="block")(x)))
+    err, info = _parity(model)
+    assert err <= TOL
+    ops = info["op_types"]  # tf2onnx's own LSTM rewriter makes the inner LSTM an ONNX LSTM here
+    assert ops.get("GRU") == 1 and (ops.get("LSTM") == 1 or ops.get("Loop") == 1), ops
+    assert {l["name"]: l["path"] for l in info["layers"]}["block"] == "fallback"
+
+
+@pytest.mark.parametrize("opset", [14, 21])
+@pytest.mark.parametrize("name", ["fallback-conv1dtranspose", "convlstm1d", "merge-maximum-half-masked",
+                                  "relu-all-args", "avgpool1d-same-s2"])
+def test_opsets(name, opset):
+    """tf2onnx converts at min(opset, 18); the spliced graph is valid and right at 14 and 21."""
+    case = C.build_cases()[name]
+    keras.utils.set_random_seed(1)
+    model = case.build()
+    mp, info = convert_model(model, ExportOptions(opset=opset))
+    assert mp.opset_import[0].version == opset
+    sess = ort.InferenceSession(mp.SerializeToString(), providers=["CPUExecutionProvider"])
+    for b, t in C.shapes(case):
+        fd = C.feeds(info, b, t)
+        assert C.max_error(C.keras_ref(model, fd, [i["name"] for i in info["inputs"]]), sess.run(None, fd)) <= TOL
+
+
+def test_ort_format_with_a_fallback_layer(tmp_path):
+    keras.utils.set_random_seed(1)
+    model = C.build_cases()["convlstm1d"].build()
+    e = get_exporter("ort")(model, tmp_path, ExportOptions())["model.ort"]
+    assert e["self_check"]["ok"] and "tf2onnx" in e["converter"]
+    assert {l["class"]: l["path"] for l in e["layers"]}["ConvLSTM1D"] == "fallback"
 
 
 # --------------------------------------------------------------------------- issue 14's models
