@@ -129,7 +129,7 @@ def _spec_shape(shape: tuple) -> list:
 
 def trace_to_onnx(op, args, kwargs, values: list[Value], opset: int):
     """Trace ``op(*args, **kwargs)`` (Values replaced by traced tensors carrying their masks) and
-    convert it with tf2onnx. Returns ``(model_proto, outputs)`` where ``outputs`` lists, per flat
+    convert it with tf2onnx. Returns ``(model_proto, layout)`` where ``layout`` lists, per flat
     output of the call, ``(onnx output name, mask)``; mask is None, ``("onnx", name)`` for a traced
     mask output, or ``("input", value name)`` when the layer passes an input's mask on unchanged."""
     import tensorflow as tf
