@@ -1,6 +1,9 @@
-"""``inspect``: layers, shapes and parameter counts of a spec, preset or ``.keras`` model."""
+"""``inspect``: layers, shapes and parameter counts of a spec, preset or ``.keras`` model; on an
+export folder, also how each layer was converted (``conversion``: native / fallback per artifact,
+from ``manifest.json``)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -9,6 +12,10 @@ def _shape(t) -> list:
 
 
 def inspect_model(source) -> dict[str, Any]:
+    """Layers of ``source`` (spec, preset, ``.keras``, or an export folder: its ``reference.keras``
+    plus, per layer, the path that converted it in every artifact that records one)."""
+    if isinstance(source, (str, Path)) and Path(source).is_dir():
+        return inspect_export(Path(source))
     from rnnedge.models import resolve
 
     lm = resolve(source)
@@ -46,3 +53,31 @@ def inspect_model(source) -> dict[str, Any]:
                    "non_trainable": int(sum(int(w.numpy().size) for w in m.non_trainable_weights))},
         "preprocessing": lm.preprocessing,
     }
+
+
+def inspect_export(folder: Path) -> dict[str, Any]:
+    """:func:`inspect_model` of ``folder/reference.keras``, each row with ``conversion``
+    (artifact -> ``native``/``fallback``), and ``conversion`` / ``notes`` per artifact: every layer
+    and Keras operation the converter met (inner layers of wrappers included)."""
+    from rnnedge.errors import UsageError
+    from rnnedge.manifest import load_manifest
+
+    man = load_manifest(folder)
+    ref = folder / "reference.keras"
+    if not man or not ref.is_file():
+        raise UsageError(f"{folder}: not an export folder (needs manifest.json and reference.keras)")
+    info = inspect_model(str(ref))
+    info["source"] = {"kind": "export", "path": str(folder), "model": man.get("source", {})}
+    conv, notes = {}, {}
+    for name, entry in man.get("artifacts", {}).items():
+        if isinstance(entry.get("layers"), list):
+            conv[name] = entry["layers"]
+            if entry.get("notes"):
+                notes[name] = entry["notes"]
+    for row in info["layers"]:
+        paths = {a: l["path"] for a, ls in conv.items() for l in ls if l["name"] == row["name"]}
+        if paths:
+            row["conversion"] = paths
+    info["conversion"] = conv
+    info["notes"] = notes
+    return info

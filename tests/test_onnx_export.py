@@ -464,13 +464,14 @@ def test_bad_opset_is_refused():
 
 # --------------------------------------------------------------------------- errors
 def test_unsupported_layer_names_it():
+    """A layer with no native converter, the tf2onnx fallback turned off: refused, named."""
     x = seq_in()
     y = layers.LSTM(3, return_sequences=True)(x)
-    y = layers.UpSampling1D(2, name="my_upsampler")(y)
+    y = layers.Conv1DTranspose(3, 2, name="my_upsampler")(y)
     model = _m(x, y, "bad")
     with pytest.raises(ConversionError) as ei:
-        convert_model(model)
-    assert "my_upsampler" in str(ei.value) and "UpSampling1D" in str(ei.value)
+        convert_model(model, ExportOptions(extra={"onnx_fallback": False}))
+    assert "my_upsampler" in str(ei.value) and "Conv1DTranspose" in str(ei.value)
     assert ei.value.layer == "my_upsampler" and ei.value.fmt == "onnx"
 
 

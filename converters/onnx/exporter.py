@@ -124,7 +124,7 @@ def build_onnx(model, options: ExportOptions):
 
 
 def export_onnx(model, out_dir: Path, options: ExportOptions | None = None) -> dict[str, dict]:
-    from rnnedge.manifest import package_versions, write_bytes_atomic
+    from rnnedge.manifest import write_bytes_atomic
 
     options = options or ExportOptions()
     out_dir = Path(out_dir)
@@ -138,14 +138,35 @@ def export_onnx(model, out_dir: Path, options: ExportOptions | None = None) -> d
         "format": "onnx",
         "opset": info["opset"],
         "ir_version": info["ir_version"],
+        **conversion_facts(info, "rnnedge native (converters.onnx)"),
+        "self_check": check,
+    }
+    return {"model.onnx": entry}
+
+
+def conversion_facts(info: dict, converter: str) -> dict:
+    """Manifest fields every ONNX-based artifact shares: inputs/outputs, op types, which path
+    converted each layer (``layers``: native / fallback), notes, and state handling."""
+    from rnnedge.manifest import package_versions
+
+    fallback = [l["name"] for l in info["layers"] if l["path"] == "fallback"]
+    facts = {
         "inputs": info["inputs"],
         "outputs": info["outputs"],
         "dynamic_axes": info["dynamic_axes"],
         "op_types": info["op_types"],
-        "converter": "rnnedge native (converters.onnx)",
-        "versions": package_versions("onnx", "onnxruntime", "keras", "tensorflow"),
-        "self_check": check,
+        "converter": converter + (f" + tf2onnx for {len(fallback)} layer(s)" if fallback else ""),
+        "versions": package_versions("onnx", "onnxruntime", "keras", "tensorflow",
+                                     *(("tf2onnx",) if fallback else ())),
+        "layers": info["layers"],
     }
+    if info.get("stateful_layers"):
+        facts["state"] = {
+            "stateful_layers": info["stateful_layers"],
+            "artifact": "stateless: every call starts from zero states (or from the initial-state inputs); "
+                        "to carry state across calls, export with --streaming (model.step.onnx takes and "
+                        "returns the states)",
+        }
     if info["notes"]:
-        entry["notes"] = info["notes"]
-    return {"model.onnx": entry}
+        facts["notes"] = info["notes"]
+    return facts

@@ -170,15 +170,31 @@ class Graph:
 
     # -- finishing ---------------------------------------------------------
     def prune(self) -> None:
-        """Drop nodes whose outputs nothing uses (dead code) and unused initializers."""
+        """Drop nodes whose outputs nothing uses (dead code) and unused initializers. A node with a
+        body (Loop, If, Scan) also needs the outer tensors its body reads."""
         needed = {o.name for o in self.outputs}
         keep = []
         for node in reversed(self.nodes):
             if any(o and o in needed for o in node.output):
                 keep.append(node)
                 needed.update(i for i in node.input if i)
+                needed.update(_body_inputs(node))
         self.nodes = list(reversed(keep))
         self.initializers = {k: v for k, v in self.initializers.items() if k in needed}
+
+
+def _body_inputs(node) -> set[str]:
+    """Every tensor name the bodies (graph attributes) of ``node`` read, recursively."""
+    from onnx import AttributeProto
+
+    names: set[str] = set()
+    for a in node.attribute:
+        graphs = [a.g] if a.type == AttributeProto.GRAPH else list(a.graphs) if a.type == AttributeProto.GRAPHS else []
+        for sg in graphs:
+            for n in sg.node:
+                names.update(i for i in n.input if i)
+                names |= _body_inputs(n)
+    return names
 
 
 @dataclass
@@ -192,6 +208,11 @@ class ConversionContext:
     # compacted output of the masked RNN before it (no gather back and forth)
     compact_alias: dict = field(default_factory=dict)
     current_layer: Any = None
+    # how each layer (or Keras operation) was converted: name -> {"class", "path"}
+    paths: dict = field(default_factory=dict)
+    # Dense/Conv outputs with a linear activation: tensor -> how to rebuild them with folded
+    # weights (BatchNormalization after them folds in, converters.onnx.layers)
+    linear: dict = field(default_factory=dict)
 
     @property
     def opset(self) -> int:
@@ -269,26 +290,72 @@ def _is_seq_input(t) -> bool:
     return len(shape) >= 3 or (len(shape) == 2 and "int" in str(t.dtype))
 
 
+def convert_call(ctx: ConversionContext, op, args, kwargs) -> tuple[list, str]:
+    """Convert one call of a Keras layer or operation: its native converter, else tf2onnx alone
+    (:mod:`converters.onnx.fallback`). A native converter that refuses the layer's configuration
+    hands it to the fallback too, except for recurrent layers with a native form (they stay native
+    or are refused). Returns ``(values, path)``: the flat outputs and ``"native"``/``"fallback"``."""
+    import keras
+
+    from converters.onnx.wrappers import native_recurrent_form
+
+    is_layer = isinstance(op, keras.layers.Layer)
+    cls = type(op).__name__
+    key = cls if is_layer else f"ops.{cls}"
+    native_error = None
+    if key in ONNX_LAYERS:
+        prev, ctx.current_layer = ctx.current_layer, (op if is_layer else None)
+        try:
+            res = ONNX_LAYERS.get(key)(ctx, op, args, kwargs)
+            return (list(res) if isinstance(res, (list, tuple)) else [res]), "native"
+        except ConversionError as e:
+            if e.layer is None:
+                e.layer = op.name
+            if native_recurrent_form(op):
+                raise
+            native_error = e
+        finally:
+            ctx.current_layer = prev
+    elif native_recurrent_form(op):  # a subclass of a recurrent layer: refuse rather than Loop
+        raise ConversionError(f"layer '{op.name}' ({cls}): recurrent layer class {cls} has no ONNX converter "
+                              "(LSTM, GRU, SimpleRNN, RNN, Bidirectional, TimeDistributed are native)",
+                              layer=op.name, fmt="onnx")
+    from converters.onnx.fallback import convert_fallback
+
+    return convert_fallback(ctx, op, args, kwargs, native_error=native_error), "fallback"
+
+
+def _keras_tensors(obj) -> list:
+    import keras
+
+    return [t for t in keras.tree.flatten(obj) if isinstance(t, keras.KerasTensor)]
+
+
+def _live_tensors(fm) -> set[int]:
+    """ids of the Keras tensors the model's outputs depend on."""
+    live = {id(t) for t in fm.outputs}
+    for depth in sorted(fm._nodes_by_depth):  # depth 0: the output nodes
+        for node in fm._nodes_by_depth[depth]:
+            if any(id(t) in live for t in node.outputs):
+                live.update(id(t) for t in _keras_tensors((node.arguments.args, node.arguments.kwargs)))
+    return live
+
+
 def walk_nodes(ctx: ConversionContext, fm, values: dict) -> None:
     """Convert every node of functional model ``fm``; ``values`` maps id(KerasTensor) -> Value
     and must hold ``fm``'s inputs; it gains every tensor the nodes make."""
     import keras
 
+    live = _live_tensors(fm)
     for depth in sorted(fm._nodes_by_depth, reverse=True):
         for node in fm._nodes_by_depth[depth]:
             op = node.operation
             if isinstance(op, keras.layers.InputLayer):
                 continue
+            if not any(id(t) in live for t in node.outputs):
+                continue  # e.g. the ops Keras records while computing a mask symbolically
             cls = type(op).__name__
             is_layer = isinstance(op, keras.layers.Layer)
-            key = cls if is_layer else f"ops.{cls}"
-            if key not in ONNX_LAYERS:
-                what = f"layer '{op.name}' ({cls})" if is_layer else f"Keras operation '{op.name}' ({cls})"
-                raise ConversionError(
-                    f"{what} cannot be converted to ONNX: no converter for {cls}; supported: "
-                    f"{', '.join(n for n in ONNX_LAYERS.names() if not n.startswith('ops.'))}",
-                    layer=op.name, fmt="onnx")
-            fn = ONNX_LAYERS.get(key)
 
             def sub(o):
                 if isinstance(o, keras.KerasTensor):
@@ -300,14 +367,8 @@ def walk_nodes(ctx: ConversionContext, fm, values: dict) -> None:
 
             args = _map_structure(sub, list(node.arguments.args))
             kwargs = _map_structure(sub, dict(node.arguments.kwargs))
-            ctx.current_layer = op if is_layer else None
-            try:
-                res = fn(ctx, op, args, kwargs)
-            except ConversionError as e:
-                if e.layer is None:
-                    e.layer = op.name
-                raise
-            outs = res if isinstance(res, (list, tuple)) else [res]
+            outs, path = convert_call(ctx, op, args, kwargs)
+            ctx.paths.setdefault(op.name, {"class": cls if is_layer else f"ops.{cls}", "path": path})
             kouts = list(node.outputs)
             if len(outs) != len(kouts):
                 raise ConversionError(
@@ -330,6 +391,7 @@ def convert_model(model, options: ExportOptions | None = None):
 
     import converters.onnx.layers  # noqa: F401  (registers converters)
     import converters.onnx.recurrent  # noqa: F401
+    import converters.onnx.wrappers  # noqa: F401
 
     options = options or ExportOptions()
     opset = int(options.opset or DEFAULT_OPSET)
@@ -347,7 +409,7 @@ def convert_model(model, options: ExportOptions | None = None):
         ctx.fixed_time = int(options.seq_len)
     elif layer_classes & TIME_DEPENDENT and keras_times:
         ctx.fixed_time = int(max(keras_times))
-    batch_dim = int(options.batch_size) if options.batch_size else "batch"
+    batch_dim = _batch_dim(model, fm, options)
     time_dim = ctx.fixed_time if ctx.fixed_time else "time"
     n_seq = sum(1 for t in fm.inputs if _is_seq_input(t))
 
@@ -460,10 +522,38 @@ def convert_model(model, options: ExportOptions | None = None):
         "dynamic_axes": dynamic_axes,
         "op_types": dict(sorted(Counter(n.op_type for n in mp.graph.node).items())),
         "notes": ctx.notes,
+        "layers": [{"name": n, **p} for n, p in ctx.paths.items()],
+        "stateful_layers": _stateful_layers(fm),
         "opset": opset,
         "ir_version": int(mp.ir_version),
     }
     return mp, info
+
+
+def _stateful_layers(fm) -> list[str]:
+    out = []
+    for layer in fm.layers:
+        if getattr(layer, "stateful", False):
+            out.append(layer.name)
+        elif hasattr(layer, "_nodes_by_depth"):  # a nested model
+            out += _stateful_layers(layer)
+    return out
+
+
+def _batch_dim(model, fm, options: ExportOptions):
+    """The ONNX batch axis: ``options.batch_size``, else the batch the Keras inputs fix (a stateful
+    model must), else the free axis ``"batch"``. A stateful model asked for another batch is refused."""
+    fixed = {int(t.shape[0]) for t in fm.inputs if t.shape[0] is not None}
+    stateful = _stateful_layers(fm)
+    if options.batch_size:
+        if stateful and fixed and int(options.batch_size) not in fixed:
+            raise ConversionError(
+                f"stateful layer(s) {', '.join(stateful)} run at the model's fixed batch size "
+                f"{sorted(fixed)[0]}: batch size {options.batch_size} cannot be exported", fmt="onnx")
+        return int(options.batch_size)
+    if len(fixed) == 1:
+        return fixed.pop()
+    return "batch"
 
 
 def _safe_name(name: str) -> str:

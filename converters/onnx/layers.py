@@ -6,8 +6,11 @@ Mask propagation follows Keras: ``compute_mask`` of each layer (see keras/src/la
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
+from converters.onnx.activations import activation_name
 from converters.onnx.graph import ONNX_LAYERS, Value
 from rnnedge.errors import ConversionError
 
@@ -26,11 +29,38 @@ def _err(layer, why: str) -> ConversionError:
 
 
 # --------------------------------------------------------------------------- identity-like
-@ONNX_LAYERS.register("Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise",
-                      "GaussianDropout", "AlphaDropout", "ActivityRegularization")
+@ONNX_LAYERS.register("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+                      "GaussianDropout", "AlphaDropout", "ActivityRegularization", "Identity")
 def convert_identity(ctx, layer, args, kwargs):
     x = _first(args)
     return Value(x.name, mask=ctx.input_mask(args, kwargs))
+
+
+@ONNX_LAYERS.register("Rescaling")
+def convert_rescaling(ctx, layer, args, kwargs):
+    """``x * scale + offset`` (scale/offset scalars or broadcastable arrays)."""
+    g = ctx.graph
+    x = _first(args)
+    xin = x.name if x.dtype == "float32" else g.cast(x.name, np.float32)
+    y = g.op("Mul", [xin, g.const(np.asarray(layer.scale, np.float32), hint=f"{layer.name}/scale")])
+    if np.any(np.asarray(layer.offset) != 0):
+        y = g.op("Add", [y, g.const(np.asarray(layer.offset, np.float32), hint=f"{layer.name}/offset")])
+    return Value(y, mask=ctx.input_mask(args, kwargs))
+
+
+@ONNX_LAYERS.register("Discretization")
+def convert_discretization(ctx, layer, args, kwargs):
+    """output_mode "int": the bucket index = how many bin boundaries are <= x (tf bucketize)."""
+    g = ctx.graph
+    x = _first(args)
+    if layer.output_mode != "int" or layer.bin_boundaries is None:
+        raise _err(layer, f"output_mode={layer.output_mode!r} (or unadapted boundaries) is not converted natively")
+    b = g.const(np.asarray(layer.bin_boundaries, np.float32), hint=f"{layer.name}/boundaries")
+    xin = x.name if x.dtype == "float32" else g.cast(x.name, np.float32)
+    ge = g.cast(g.op("Not", [g.op("Less", [g.unsqueeze(xin, [-1]), b])]), np.int64)
+    y = g.reduce("ReduceSum", ge, [-1], keepdims=0, hint=layer.name)
+    out_dt = np.dtype(str(layer.output_dtype))  # int32 for output_mode "int"
+    return Value(g.cast(y, out_dt) if out_dt != np.int64 else y)
 
 
 @ONNX_LAYERS.register("Activation")
@@ -52,11 +82,50 @@ def convert_softmax(ctx, layer, args, kwargs):
 
 @ONNX_LAYERS.register("ReLU")
 def convert_relu_layer(ctx, layer, args, kwargs):
+    """keras.layers.ReLU with every argument, as keras/src/activations/activations.py ReLU.static_call:
+    slope != 0 with no max_value and no threshold is a leaky ReLU; otherwise
+    ``clip(x if x > threshold else 0, 0, max_value) - slope * relu(threshold - x)``."""
     x = _first(args)
     g = ctx.graph
-    if layer.negative_slope or layer.threshold or layer.max_value is not None:
-        raise _err(layer, "ReLU with max_value/negative_slope/threshold is not supported")
-    return Value(g.op("Relu", [x.name]), mask=ctx.input_mask(args, kwargs))
+    slope, thr, top = float(layer.negative_slope), float(layer.threshold), layer.max_value
+    mask = ctx.input_mask(args, kwargs)
+    if slope and top is None and not thr:
+        return Value(g.op("LeakyRelu", [x.name], alpha=slope, hint=layer.name), mask=mask)
+    if thr:
+        pos = g.op("Where", [g.op("Greater", [x.name, g.const(np.float32(thr))]), x.name, g.const(np.float32(0))])
+    else:
+        pos = g.op("Relu", [x.name])
+    if top is not None:
+        pos = g.op("Clip", [pos, g.const(np.float32(0)), g.const(np.float32(top))])
+    if slope:
+        neg = g.op("Relu", [g.op("Sub", [g.const(np.float32(thr)), x.name]) if thr else g.op("Neg", [x.name])])
+        pos = g.op("Sub", [pos, g.op("Mul", [neg, g.const(np.float32(slope))])])
+    return Value(pos, mask=mask)
+
+
+@ONNX_LAYERS.register("LeakyReLU")
+def convert_leaky_relu(ctx, layer, args, kwargs):
+    """tf.nn.leaky_relu: x if x > 0 else slope * x (ONNX LeakyRelu)."""
+    x = _first(args)
+    return Value(ctx.graph.op("LeakyRelu", [x.name], alpha=float(layer.negative_slope), hint=layer.name),
+                 mask=ctx.input_mask(args, kwargs))
+
+
+@ONNX_LAYERS.register("ELU")
+def convert_elu(ctx, layer, args, kwargs):
+    """keras ELU: x if x > 0 else alpha * (exp(x) - 1) (ONNX Elu)."""
+    x = _first(args)
+    return Value(ctx.graph.op("Elu", [x.name], alpha=float(layer.alpha), hint=layer.name),
+                 mask=ctx.input_mask(args, kwargs))
+
+
+@ONNX_LAYERS.register("PReLU")
+def convert_prelu(ctx, layer, args, kwargs):
+    """relu(x) - alpha * relu(-x), alpha of shape input_shape[1:] (1 on shared axes): ONNX PRelu."""
+    x = _first(args)
+    g = ctx.graph
+    alpha = g.const(_w(layer.alpha), hint=f"{layer.name}/alpha")
+    return Value(g.op("PRelu", [x.name, alpha], hint=layer.name), mask=ctx.input_mask(args, kwargs))
 
 
 # --------------------------------------------------------------------------- embedding & masks
@@ -113,6 +182,26 @@ for _k, _o in {"NotEqual": "NotEqual", "Equal": "Equal", "Greater": "Greater", "
     ONNX_LAYERS.register(f"ops.{_k}")(_binary_op(_o))
 
 
+def _arith_op(onnx_op):
+    """``x + y``, ``x * 2.0``... on float tensors of one dtype (other dtypes: the fallback)."""
+    def convert(ctx, op, args, kwargs):
+        g = ctx.graph
+        a, b = args[0], args[1]
+        dtypes = {v.dtype for v in (a, b) if isinstance(v, Value)}
+        if len(dtypes) != 1 or not dtypes <= {"float32", "float64", "float16"}:
+            raise ConversionError(f"{type(op).__name__} of {sorted(dtypes)} tensors is not converted natively",
+                                  layer=op.name, fmt="onnx")
+        dt = dtypes.pop()
+        names = [v.name if isinstance(v, Value) else g.const(np.asarray(v, dtype=dt)) for v in (a, b)]
+        return Value(g.op(onnx_op, names))
+
+    return convert
+
+
+for _k, _o in {"Add": "Add", "Subtract": "Sub", "Multiply": "Mul", "Divide": "Div", "TrueDivide": "Div"}.items():
+    ONNX_LAYERS.register(f"ops.{_k}")(_arith_op(_o))
+
+
 @ONNX_LAYERS.register("ops.Any", "ops.All")
 def convert_any(ctx, op, args, kwargs):
     g = ctx.graph
@@ -123,6 +212,39 @@ def convert_any(ctx, op, args, kwargs):
     red = "ReduceMax" if type(op).__name__ == "Any" else "ReduceMin"
     r = g.reduce(red, g.cast(x.name, np.float32), axes, keepdims=int(bool(keepdims)))
     return Value(g.cast(r, np.bool_))
+
+
+# Keras records these when it computes a mask symbolically (Concatenate.compute_mask...); the
+# layer after it receives that mask explicitly (mask=...), so they are converted like any op.
+@ONNX_LAYERS.register("ops.ExpandDims")
+def convert_expand_dims(ctx, op, args, kwargs):
+    x = args[0]
+    axes = op.axis if isinstance(op.axis, (list, tuple)) else [op.axis]
+    rank = x.rank + len(axes)
+    return Value(ctx.graph.unsqueeze(x.name, sorted(int(a) % rank for a in axes)))
+
+
+@ONNX_LAYERS.register("ops.ZerosLike", "ops.OnesLike")
+def convert_fill_like(ctx, op, args, kwargs):
+    g = ctx.graph
+    x = args[0]
+    dtype = np.dtype(str(op.dtype) if op.dtype is not None else x.dtype)
+    fill = np.zeros(1, dtype) if type(op).__name__ == "ZerosLike" else np.ones(1, dtype)
+    return Value(g.op("ConstantOfShape", [g.shape(x.name)], value=_tensor_attr(fill)))
+
+
+@ONNX_LAYERS.register("ops.Concatenate")
+def convert_concat_op(ctx, op, args, kwargs):
+    xs = list(args[0])
+    axis = int(op.axis) % xs[0].rank if op.axis is not None else None
+    if axis is None:
+        raise ConversionError("concatenate with axis=None is not converted natively", layer=op.name, fmt="onnx")
+    return Value(ctx.graph.op("Concat", [v.name for v in xs], axis=axis))
+
+
+@ONNX_LAYERS.register("ops.LogicalNot")
+def convert_logical_not(ctx, op, args, kwargs):
+    return Value(ctx.graph.op("Not", [ctx.as_bool(args[0].name, args[0].dtype)]))
 
 
 @ONNX_LAYERS.register("ops.Cast")
@@ -178,17 +300,25 @@ def convert_getitem(ctx, op, args, kwargs):
 
 
 # --------------------------------------------------------------------------- dense-like
-def _dense(ctx, layer, x: Value, hint=None) -> str:
+def _matmul(ctx, x: Value, kernel: np.ndarray, bias: np.ndarray | None, hint: str) -> str:
     g = ctx.graph
+    k = g.const(kernel, hint=f"{hint}/kernel")
+    if x.rank == 2 and bias is not None:
+        return g.op("Gemm", [x.name, k, g.const(bias, hint=f"{hint}/bias")], hint=hint)
+    y = g.op("MatMul", [x.name, k], hint=hint)
+    if bias is not None:
+        y = g.op("Add", [y, g.const(bias, hint=f"{hint}/bias")], hint=hint)
+    return y
+
+
+def _dense(ctx, layer, x: Value, hint=None) -> str:
     if getattr(layer, "quantization_mode", None):
         raise _err(layer, "quantized Dense layers are not supported")
-    k = g.const(_w(layer.kernel), hint=f"{layer.name}/kernel")
-    if x.rank == 2 and layer.use_bias:
-        y = g.op("Gemm", [x.name, k, g.const(_w(layer.bias), hint=f"{layer.name}/bias")], hint=layer.name)
-    else:
-        y = g.op("MatMul", [x.name, k], hint=layer.name)
-        if layer.use_bias:
-            y = g.op("Add", [y, g.const(_w(layer.bias), hint=f"{layer.name}/bias")], hint=layer.name)
+    kernel = _w(layer.kernel)
+    bias = _w(layer.bias) if layer.use_bias else None
+    y = _matmul(ctx, x, kernel, bias, layer.name)
+    if activation_name(layer.activation) == "linear":  # a BatchNormalization after it can fold in
+        ctx.linear[y] = (_matmul, (x, kernel, bias, layer.name))
     return ctx.activation(y, layer.activation, layer)
 
 
@@ -198,23 +328,64 @@ def convert_dense(ctx, layer, args, kwargs):
     return Value(_dense(ctx, layer, x), mask=ctx.input_mask(args, kwargs))
 
 
-@ONNX_LAYERS.register("TimeDistributed")
-def convert_time_distributed(ctx, layer, args, kwargs):
-    """Per-step layers that act on the last axis run on (B, T, ...) directly; the mask passes."""
-    inner = layer.layer
-    cls = type(inner).__name__
+# --------------------------------------------------------------------------- normalization
+def _channel_shape(rank: int, axis: int) -> list[int]:
+    shape = [1] * rank
+    shape[axis] = -1
+    return shape
+
+
+@ONNX_LAYERS.register("BatchNormalization")
+def convert_batch_norm(ctx, layer, args, kwargs):
+    """Inference batch normalization (moving statistics), as tf.nn.batch_normalization:
+    ``x * s + (beta - mean * s)`` with ``s = gamma / sqrt(var + epsilon)``. Folded into the Dense
+    or Conv1D (linear activation) that feeds it when the normalised axis is their output axis:
+    one MatMul/Conv with scaled weights; else one Mul and one Add. The mask passes on."""
+    g = ctx.graph
     x = _first(args)
+    axis = int(layer.axis) % x.rank
+    f64 = np.float64
+    var = _w(layer.moving_variance).astype(f64)
+    mean = _w(layer.moving_mean).astype(f64)
+    gamma = _w(layer.gamma).astype(f64) if layer.scale else np.ones_like(var)
+    beta = _w(layer.beta).astype(f64) if layer.center else np.zeros_like(var)
+    scale = gamma / np.sqrt(var + float(layer.epsilon))
+    shift = beta - mean * scale
     mask = ctx.input_mask(args, kwargs)
-    if cls in ("Dense", "Activation", "Dropout", "LayerNormalization", "SpatialDropout1D", "GaussianNoise"):
-        fn = ONNX_LAYERS.get(inner)
-        out = fn(ctx, inner, [x], {})
-        return Value(out.name, mask=mask)
-    if cls in ("Flatten",):
-        g = ctx.graph
-        y = g.op("Reshape", [x.name, g.i64([0, 0, -1])])
-        return Value(y, mask=mask)
-    raise _err(layer, f"TimeDistributed({cls}) is not supported by the ONNX exporter "
-                      "(supported: Dense, Activation, Dropout, LayerNormalization, Flatten)")
+    fold = ctx.linear.get(x.name)
+    if fold is not None and axis == x.rank - 1:
+        rebuild, (src, kernel, bias, hint) = fold
+        k = (kernel.astype(f64) * scale).astype(np.float32)  # output channels on the last axis
+        b = ((bias.astype(f64) if bias is not None else 0.0) * scale + shift).astype(np.float32)
+        return Value(rebuild(ctx, src, k, b, f"{hint}+{layer.name}"), mask=mask)
+    shape = _channel_shape(x.rank, axis)
+    y = g.op("Mul", [x.name, g.const(scale.astype(np.float32).reshape(shape), hint=f"{layer.name}/scale")])
+    y = g.op("Add", [y, g.const(shift.astype(np.float32).reshape(shape), hint=f"{layer.name}/shift")],
+             hint=layer.name)
+    return Value(y, mask=mask)
+
+
+@ONNX_LAYERS.register("Normalization")
+def convert_normalization(ctx, layer, args, kwargs):
+    """keras.layers.Normalization (adapted or given mean/variance), as its ``call``:
+    ``(x - mean) / max(sqrt(variance), epsilon)``, or ``mean + x * max(...)`` with ``invert=True``;
+    mean and variance in the layer's broadcast shape."""
+    g = ctx.graph
+    x = _first(args)
+    if layer.mean is None:
+        raise _err(layer, "the layer was never built or adapted (no mean/variance)")
+    from keras import backend as kb
+
+    mean = _w(layer.mean)
+    denom = np.maximum(np.sqrt(_w(layer.variance)), np.float32(kb.epsilon())).astype(np.float32)
+    xin = x.name if x.dtype == "float32" else g.cast(x.name, np.float32)
+    m = g.const(mean, hint=f"{layer.name}/mean")
+    d = g.const(denom, hint=f"{layer.name}/std")
+    if layer.invert:
+        y = g.op("Add", [m, g.op("Mul", [xin, d])], hint=layer.name)
+    else:
+        y = g.op("Div", [g.op("Sub", [xin, m]), d], hint=layer.name)
+    return Value(y, mask=ctx.input_mask(args, kwargs))
 
 
 @ONNX_LAYERS.register("LayerNormalization")
@@ -244,39 +415,75 @@ def convert_layer_norm(ctx, layer, args, kwargs):
 
 
 # --------------------------------------------------------------------------- pooling
-@ONNX_LAYERS.register("GlobalMaxPooling1D")
+def _spatial_axes(layer, rank: int) -> list[int]:
+    return list(range(1, rank - 1)) if layer.data_format == "channels_last" else list(range(2, rank))
+
+
+@ONNX_LAYERS.register("GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D")
 def convert_global_max_pool(ctx, layer, args, kwargs):
     x = _first(args)
-    axis = 1 if layer.data_format == "channels_last" else 2
-    return Value(ctx.graph.reduce("ReduceMax", x.name, [axis], keepdims=int(layer.keepdims), hint=layer.name))
+    return Value(ctx.graph.reduce("ReduceMax", x.name, _spatial_axes(layer, x.rank), keepdims=int(layer.keepdims),
+                                  hint=layer.name))
 
 
-@ONNX_LAYERS.register("GlobalAveragePooling1D")
+@ONNX_LAYERS.register("GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D")
 def convert_global_avg_pool(ctx, layer, args, kwargs):
+    """Mean over the spatial axes; GlobalAveragePooling1D with a mask averages the valid steps."""
     g = ctx.graph
     x = _first(args)
-    axis = 1 if layer.data_format == "channels_last" else 2
+    axes = _spatial_axes(layer, x.rank)
     kd = int(layer.keepdims)
-    mask = ctx.call_mask(args, kwargs)
+    mask = ctx.call_mask(args, kwargs) if type(layer).__name__ == "GlobalAveragePooling1D" else None
     if mask is None:
-        return Value(g.reduce("ReduceMean", x.name, [axis], keepdims=kd, hint=layer.name))
+        return Value(g.reduce("ReduceMean", x.name, axes, keepdims=kd, hint=layer.name))
+    axis = axes[0]
     m = g.unsqueeze(ctx.mask_float(mask), [2 if axis == 1 else 1])
     s = g.reduce("ReduceSum", g.op("Mul", [x.name, m]), [axis], keepdims=kd)
     n = g.reduce("ReduceSum", m, [axis], keepdims=kd)
     return Value(g.op("Div", [s, n], hint=layer.name))
 
 
+@ONNX_LAYERS.register("MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
+                      "AveragePooling3D")
+def convert_pool(ctx, layer, args, kwargs):
+    """tf.nn.max_pool / avg_pool: windows pool_size, strides; "valid" drops the tail, "same" pads
+    the end (ONNX SAME_UPPER), padded cells never count (max: -inf, average: count_include_pad=0)."""
+    g = ctx.graph
+    x = _first(args)
+    nd = len(layer.pool_size)
+    cl = layer.data_format == "channels_last"
+    to_first = [0, nd + 1] + list(range(1, nd + 1))
+    xin = g.transpose(x.name, to_first) if cl else x.name
+    attrs = dict(kernel_shape=[int(k) for k in layer.pool_size], strides=[int(s) for s in layer.strides])
+    if layer.padding == "valid":
+        attrs["pads"] = [0] * (2 * nd)
+    elif layer.padding == "same":
+        attrs["auto_pad"] = "SAME_UPPER"
+    else:
+        raise _err(layer, f"padding={layer.padding!r} is not supported")
+    if layer.pool_mode == "max":
+        y = g.op("MaxPool", [xin], hint=layer.name, **attrs)
+    else:
+        y = g.op("AveragePool", [xin], count_include_pad=0, hint=layer.name, **attrs)
+    return Value(g.transpose(y, [0] + list(range(2, nd + 2)) + [1]) if cl else y)
+
+
 # --------------------------------------------------------------------------- conv
+def _conv1d(ctx, x: Value, kernel: np.ndarray, bias: np.ndarray | None, hint: str, conv: dict) -> str:
+    """TF Conv1D (channels_last) as ONNX Conv on (B, C, T); kernel (k, in/groups, out)."""
+    g = ctx.graph
+    w = g.const(np.ascontiguousarray(kernel.transpose(2, 1, 0)), hint=f"{hint}/kernel")
+    ins = [g.transpose(x.name, [0, 2, 1]), w] + ([g.const(bias, hint=f"{hint}/bias")] if bias is not None else [])
+    return g.transpose(g.op("Conv", ins, hint=hint, **conv), [0, 2, 1])
+
+
 @ONNX_LAYERS.register("Conv1D")
 def convert_conv1d(ctx, layer, args, kwargs):
-    g = ctx.graph
     x = _first(args)
     if layer.data_format != "channels_last":
         raise _err(layer, "data_format='channels_first' is not supported")
     k = _w(layer.kernel)  # (k, in/groups, out)
-    w = g.const(np.ascontiguousarray(k.transpose(2, 1, 0)), hint=f"{layer.name}/kernel")
     ksz, (d,), (s,) = k.shape[0], layer.dilation_rate, layer.strides
-    xin = g.transpose(x.name, [0, 2, 1])
     attrs = dict(kernel_shape=[ksz], dilations=[d], strides=[s], group=int(layer.groups))
     if layer.padding == "valid":
         attrs["pads"] = [0, 0]
@@ -289,9 +496,10 @@ def convert_conv1d(ctx, layer, args, kwargs):
         attrs["pads"] = [(ksz - 1) * d, 0]
     else:
         raise _err(layer, f"padding={layer.padding!r} is not supported")
-    ins = [xin, w] + ([g.const(_w(layer.bias), hint=f"{layer.name}/bias")] if layer.use_bias else [])
-    y = g.op("Conv", ins, hint=layer.name, **attrs)
-    y = g.transpose(y, [0, 2, 1])
+    bias = _w(layer.bias) if layer.use_bias else None
+    y = _conv1d(ctx, x, k, bias, layer.name, attrs)
+    if activation_name(layer.activation) == "linear":
+        ctx.linear[y] = (lambda c, x_, k_, b_, h_: _conv1d(c, x_, k_, b_, h_, attrs), (x, k, bias, layer.name))
     return Value(ctx.activation(y, layer.activation, layer))
 
 
@@ -326,9 +534,45 @@ def convert_permute(ctx, layer, args, kwargs):
     return Value(ctx.graph.transpose(x.name, [0] + [int(d) for d in layer.dims]))
 
 
+@ONNX_LAYERS.register("ZeroPadding1D")
+def convert_zero_padding1d(ctx, layer, args, kwargs):
+    """Zeros before and after the steps axis (axis 2 with channels_first)."""
+    g = ctx.graph
+    x = _first(args)
+    axis = 2 if layer.data_format == "channels_first" else 1
+    pads = [0] * 6
+    pads[axis], pads[3 + axis] = int(layer.padding[0]), int(layer.padding[1])
+    return Value(g.op("Pad", [x.name, g.i64(pads)], mode="constant", hint=layer.name))
+
+
+@ONNX_LAYERS.register("Cropping1D")
+def convert_cropping1d(ctx, layer, args, kwargs):
+    """``x[:, start:-end]`` along the steps axis."""
+    g = ctx.graph
+    x = _first(args)
+    a, b = int(layer.cropping[0]), int(layer.cropping[1])
+    end = -b if b else 2**62
+    return Value(g.op("Slice", [x.name, g.i64([a]), g.i64([end]), g.i64([1])], hint=layer.name))
+
+
+@ONNX_LAYERS.register("UpSampling1D")
+def convert_upsampling1d(ctx, layer, args, kwargs):
+    """Every step repeated ``size`` times (ops.repeat along axis 1): (B, T, F) -> (B, T * size, F)."""
+    g = ctx.graph
+    x = _first(args)
+    size = int(layer.size)
+    tiled = g.op("Tile", [g.unsqueeze(x.name, [2]), g.i64([1, 1, size, 1])])
+    f = x.shape[-1]
+    shape = g.i64([0, -1, int(f)]) if f is not None else g.op(
+        "Concat", [g.i64([0, -1]), g.shape(x.name, 2, 3)], axis=0)
+    return Value(g.op("Reshape", [tiled, shape], hint=layer.name))
+
+
 # --------------------------------------------------------------------------- merging
+# Keras 3 merge layers (keras/src/layers/merging): masks are (batch, steps) for (batch, steps, ...)
+# inputs and broadcast over the trailing axes (expand_dims(mask, -1)).
 def _merge_mask(ctx, values: list[Value]):
-    """Keras Merge/Concatenate.compute_mask: OR of the masks, None when any input has none."""
+    """Merge.compute_mask: OR of the masks, None when any input has none."""
     masks = [v.mask for v in values]
     if any(m is None for m in masks):
         return None
@@ -338,69 +582,158 @@ def _merge_mask(ctx, values: list[Value]):
     return out
 
 
+def _merge_inputs(ctx, args) -> list[Value]:
+    """The inputs, lower-rank ones given unit axes at 1 (Merge.call's expand_dims(x, axis=1))."""
+    xs = list(args[0]) if isinstance(args[0], (list, tuple)) else list(args)
+    top = max(v.rank for v in xs)
+    out = []
+    for v in xs:
+        if v.rank < top:
+            v = replace(v, name=ctx.graph.unsqueeze(v.name, list(range(1, 1 + top - v.rank))),
+                        shape=(v.shape[0],) + (1,) * (top - v.rank) + tuple(v.shape[1:]))
+        out.append(v)
+    return out
+
+
 def _inputs_list(args) -> list[Value]:
     return list(args[0]) if isinstance(args[0], (list, tuple)) else list(args)
 
 
-def _elementwise(onnx_op):
-    def convert(ctx, layer, args, kwargs):
-        g = ctx.graph
-        xs = _inputs_list(args)
-        y = xs[0].name
-        for v in xs[1:]:
-            y = g.op(onnx_op, [y, v.name])
-        return Value(y, mask=_merge_mask(ctx, xs))
-
-    return convert
+def _bcast(ctx, mask: str) -> str:
+    return ctx.graph.unsqueeze(mask, [-1])
 
 
-ONNX_LAYERS.register("Add")(_elementwise("Add"))
-ONNX_LAYERS.register("Multiply")(_elementwise("Mul"))
-ONNX_LAYERS.register("Subtract")(_elementwise("Sub"))
-
-
-@ONNX_LAYERS.register("Average")
-def convert_average(ctx, layer, args, kwargs):
+@ONNX_LAYERS.register("Add", "Subtract", "Average")
+def convert_add_sub_avg(ctx, layer, args, kwargs):
+    """Plain sums/differences/means (masks do not change the values); mask: OR of all masks."""
     g = ctx.graph
-    xs = _inputs_list(args)
+    xs = _merge_inputs(ctx, args)
+    cls = type(layer).__name__
     y = xs[0].name
     for v in xs[1:]:
-        y = g.op("Add", [y, v.name])
-    return Value(g.op("Div", [y, g.const(np.float32(len(xs)))], hint=layer.name), mask=_merge_mask(ctx, xs))
+        y = g.op("Sub" if cls == "Subtract" else "Add", [y, v.name])
+    if cls == "Average":
+        y = g.op("Div", [y, g.const(np.float32(len(xs)))], hint=layer.name)
+    return Value(y, mask=_merge_mask(ctx, xs))
+
+
+@ONNX_LAYERS.register("Multiply")
+def convert_multiply(ctx, layer, args, kwargs):
+    """Multiply._merge_function: a masked input counts as 1 at its masked steps; when every input
+    is masked, steps masked in all of them are 0 and the mask is the OR of the masks."""
+    g = ctx.graph
+    xs = _merge_inputs(ctx, args)
+    one = g.const(np.float32(1))
+    y = None
+    for v in xs:
+        t = v.name if v.mask is None else g.op("Where", [_bcast(ctx, v.mask), v.name, one])
+        y = t if y is None else g.op("Mul", [y, t])
+    mask = _merge_mask(ctx, xs)
+    if mask is not None:
+        y = g.op("Where", [_bcast(ctx, mask), y, g.const(np.float32(0))])
+    return Value(g.op("Identity", [y], hint=layer.name) if y == xs[0].name else y, mask=mask)
 
 
 @ONNX_LAYERS.register("Maximum", "Minimum")
 def convert_maxmin(ctx, layer, args, kwargs):
-    xs = _inputs_list(args)
-    if any(v.mask is not None for v in xs):
-        raise _err(layer, "masked Maximum/Minimum is not supported")
+    """Merge._apply_merge_op_and_or_mask: folding left, a masked input takes the running result at
+    its masked steps, the running result takes the input where it is itself masked, and the mask
+    is the OR while every input so far has one."""
+    g = ctx.graph
+    xs = _merge_inputs(ctx, args)
     op = "Max" if type(layer).__name__ == "Maximum" else "Min"
-    return Value(ctx.graph.op(op, [v.name for v in xs], hint=layer.name))
+    if all(v.mask is None for v in xs):
+        return Value(g.op(op, [v.name for v in xs], hint=layer.name))
+    out, out_mask = xs[0].name, xs[0].mask
+    for v in xs[1:]:
+        x = v.name
+        if v.mask is not None:
+            x = g.op("Where", [_bcast(ctx, v.mask), x, out])
+        if out_mask is not None:
+            out = g.op("Where", [_bcast(ctx, out_mask), out, x])
+        out_mask = g.op("Or", [out_mask, v.mask]) if v.mask is not None and out_mask is not None else None
+        out = g.op(op, [out, x])
+    return Value(out, mask=out_mask)
 
 
 @ONNX_LAYERS.register("Concatenate")
 def convert_concatenate(ctx, layer, args, kwargs):
+    """Concat; Concatenate.compute_mask: each input's mask broadcast to its shape (all True when it
+    has none), concatenated along the axis, then any() over the last axis."""
+    g = ctx.graph
     xs = _inputs_list(args)
-    axis = layer.axis
-    mask = None
-    if any(v.mask is not None for v in xs):
-        if axis % xs[0].rank != xs[0].rank - 1:
-            raise _err(layer, "masked Concatenate along a non-feature axis is not supported")
-        mask = _merge_mask(ctx, xs)
-    return Value(ctx.graph.op("Concat", [v.name for v in xs], axis=int(axis), hint=layer.name), mask=mask)
+    rank = xs[0].rank
+    axis = int(layer.axis) % rank
+    y = g.op("Concat", [v.name for v in xs], axis=axis, hint=layer.name)
+    if all(v.mask is None for v in xs):
+        return Value(y)
+    if axis == rank - 1:  # along features: the OR of the masks, all True if one has none
+        if any(v.mask is None for v in xs):
+            return Value(y, mask=_ones_mask(ctx, y, rank))
+        return Value(y, mask=_merge_mask(ctx, xs))
+    full = []
+    for v in xs:  # (B, ..., F_i) booleans
+        ones = g.op("ConstantOfShape", [g.shape(v.name)], value=_tensor_attr(np.ones(1, np.bool_)))
+        full.append(ones if v.mask is None else g.op("And", [ones, _bcast(ctx, v.mask)]))
+    cat = g.op("Concat", full, axis=axis)
+    mask = g.cast(g.reduce("ReduceMax", g.cast(cat, np.float32), [rank - 1], keepdims=0), np.bool_)
+    return Value(y, mask=mask)
+
+
+def _ones_mask(ctx, y: str, rank: int) -> str:
+    g = ctx.graph
+    return g.op("ConstantOfShape", [g.shape(y, 0, rank - 1)], value=_tensor_attr(np.ones(1, np.bool_)))
+
+
+@ONNX_LAYERS.register("Dot")
+def convert_dot(ctx, layer, args, kwargs):
+    """keras batch_dot of two rank-2/3 inputs as one Einsum (``normalize``: x * min(rsqrt(sum x^2),
+    1/epsilon) first); a result of rank 1 becomes (batch, 1). No mask (Dot.compute_mask)."""
+    g = ctx.graph
+    a, b = _inputs_list(args)
+    if a.rank not in (2, 3) or b.rank not in (2, 3):
+        raise _err(layer, "Dot of inputs of rank other than 2 or 3 is not supported natively")
+    axes = [layer.axes] * 2 if isinstance(layer.axes, int) else list(layer.axes)
+    axes = [axes[0] % a.rank, axes[1] % b.rank]
+    if 0 in axes:
+        raise _err(layer, "Dot over the batch axis")
+    xa, xb = a.name, b.name
+    if layer.normalize:
+        from keras import backend as kb
+
+        def l2(x, axis):
+            ss = g.reduce("ReduceSum", g.op("Mul", [x, x]), [axis], keepdims=1)
+            inv = g.op("Min", [g.op("Reciprocal", [g.op("Sqrt", [ss])]), g.const(np.float32(1.0 / kb.epsilon()))])
+            return g.op("Mul", [x, inv])
+
+        xa, xb = l2(xa, axes[0]), l2(xb, axes[1])
+    la = ["b"] + ["i", "j"][:a.rank - 1]
+    lb = ["b"] + ["k", "l"][:b.rank - 1]
+    la[axes[0]] = lb[axes[1]] = "z"
+    out = ["b"] + [c for c in la[1:] if c != "z"] + [c for c in lb[1:] if c != "z"]
+    y = g.op("Einsum", [xa, xb], equation=f"{''.join(la)},{''.join(lb)}->{''.join(out)}", hint=layer.name)
+    if len(out) == 1:
+        y = g.unsqueeze(y, [1])
+    return Value(y)
 
 
 # --------------------------------------------------------------------------- attention
-@ONNX_LAYERS.register("Attention")
+@ONNX_LAYERS.register("Attention", "AdditiveAttention")
 def convert_attention(ctx, layer, args, kwargs):
-    """keras.layers.Attention (Luong): score_mode dot/concat, use_scale, masks, causal mask."""
+    """keras.layers.Attention (Luong: score_mode dot/concat, use_scale) and AdditiveAttention
+    (Bahdanau: ``sum(scale * tanh(q + k), -1)``), with query/value masks and the causal mask."""
     g = ctx.graph
     ins = _inputs_list(args)
     q, v = ins[0], ins[1]
     k = ins[2] if len(ins) > 2 else v
     mask = ctx.call_mask(args, kwargs)
     q_mask, v_mask = (list(mask) + [None, None])[:2] if isinstance(mask, list) else (None, None)
-    if getattr(layer, "score_mode", "dot") == "dot":
+    if type(layer).__name__ == "AdditiveAttention":
+        s = g.op("Tanh", [g.op("Add", [g.unsqueeze(q.name, [2]), g.unsqueeze(k.name, [1])])])  # (B,Tq,Tv,D)
+        if layer.use_scale:
+            s = g.op("Mul", [s, g.const(_w(layer.scale), hint=f"{layer.name}/scale")])
+        scores = g.reduce("ReduceSum", s, [-1], keepdims=0)
+    elif getattr(layer, "score_mode", "dot") == "dot":
         scores = g.op("MatMul", [q.name, g.transpose(k.name, [0, 2, 1])])
         if layer.scale is not None:
             scores = g.op("Mul", [scores, g.const(_w(layer.scale).reshape(()))])

@@ -19,8 +19,8 @@ from rnnedge.errors import ConversionError, MissingDependencyError
 
 
 def export_ort(model, out_dir: Path, options: ExportOptions | None = None) -> dict[str, dict]:
-    from converters.onnx.exporter import build_onnx, ort_session, self_check
-    from rnnedge.manifest import atomic_path, package_versions
+    from converters.onnx.exporter import build_onnx, conversion_facts, ort_session, self_check
+    from rnnedge.manifest import atomic_path
 
     try:
         from onnxruntime.tools.convert_onnx_models_to_ort import (
@@ -68,16 +68,9 @@ def export_ort(model, out_dir: Path, options: ExportOptions | None = None) -> di
         "opset": info["opset"],
         "source_ir_version": info["ir_version"],
         "optimization_style": "Fixed",
-        "inputs": info["inputs"],
-        "outputs": info["outputs"],
-        "dynamic_axes": info["dynamic_axes"],
-        "op_types": info["op_types"],
-        "converter": "rnnedge native ONNX + onnxruntime.tools.convert_onnx_models_to_ort",
-        "versions": package_versions("onnx", "onnxruntime", "keras", "tensorflow"),
+        **conversion_facts(info, "rnnedge native ONNX + onnxruntime.tools.convert_onnx_models_to_ort"),
         "self_check": check,
     }
-    if info["notes"]:
-        entry["notes"] = info["notes"]
     return {
         "model.ort": entry,
         "required_operators.config": {

@@ -5,7 +5,8 @@ import click
 @click.argument("source")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def command(source, as_json):
-    """Layers, output shapes and parameter counts of SOURCE (spec, preset, .keras or TF.js model.json)."""
+    """Layers, output shapes and parameter counts of SOURCE (spec, preset, .keras, TF.js model.json,
+    or an export folder: then also how each layer was converted, native or tf2onnx fallback)."""
     from rnnedge.inspect import inspect_model
 
     info = inspect_model(source)
@@ -18,13 +19,24 @@ def command(source, as_json):
     from rich.table import Table
 
     fmt = lambda s: "(" + ", ".join("None" if d is None else str(d) for d in s) + ")"  # noqa: E731
+    conv = info.get("conversion") or {}
     t = Table(title=f"{info['name']}  ({info['source'].get('kind')})")
-    for c in ("layer", "type", "output shape", "params"):
+    for c in ("layer", "type", "output shape", "params", *conv):
         t.add_column(c, justify="right" if c == "params" else "left")
     for r in info["layers"]:
         typ = r["type"] + (f"({r['wraps']})" if r.get("wraps") else "")
-        t.add_row(r["name"], typ, " ".join(fmt(s) for s in r["output_shapes"]), f"{r['params']:,}")
+        t.add_row(r["name"], typ, " ".join(fmt(s) for s in r["output_shapes"]), f"{r['params']:,}",
+                  *(r.get("conversion", {}).get(a, "") for a in conv))
     c = Console()
     c.print(t)
     p = info["params"]
     c.print(f"parameters: {p['total']:,} (trainable {p['trainable']:,})")
+    rows = {r["name"] for r in info["layers"]}
+    for art, layers in conv.items():  # what the table does not show: inner layers, Keras operations
+        extra = [f"{l['name']} ({l['class']}{', in ' + l['inside'] if l.get('inside') else ''}): {l['path']}"
+                 for l in layers if l["name"] not in rows]
+        if extra:
+            c.print(f"{art}, also converted: " + "; ".join(extra), markup=False)
+    for art, notes in (info.get("notes") or {}).items():
+        for n in notes:
+            c.print(f"{art}: {n}", markup=False)
