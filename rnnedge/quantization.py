@@ -267,8 +267,9 @@ def _float_notes(src_ops: dict, dst_ops: dict, mode: str) -> list[str]:
     for op in RECURRENT_OPS:
         if dst_ops.get(op):
             why = ("kept float32: the CPU EP has no fp16 kernel" if mode == "fp16"
-                   else "not quantized by onnxruntime" if op != "LSTM" or mode == "int8-static"
-                   else "not quantized")
+                   else "weights stored int8 (per-output-channel DequantizeLinear), computed in float32: "
+                        "onnxruntime has no quantized kernel for it" if dst_ops.get("DequantizeLinear")
+                   else "not quantized (weights too small to gain)")
             notes.append(f"{dst_ops[op]} {op} op(s) {why}")
     if src_ops.get("Loop") and mode != "fp16":
         notes.append(f"{src_ops['Loop']} Loop op(s) (tf2onnx recurrent loop) left float: "
@@ -400,6 +401,85 @@ def _fp16(src_model, out: Path, feeds: dict, keep_recurrent_float: bool | None,
                           f"{'; '.join(a[0] for a in attempts)}): {last}", fmt="onnx")
 
 
+def _recurrent_weights_int8(model) -> dict:
+    """Weight-only int8 (``DequantizeLinear``) for the LSTM/GRU/RNN nodes the onnxruntime pass
+    left float (:func:`converters.onnx.quantize.quantize_recurrent_weights`); manifest facts."""
+    from converters.onnx.quantize import quantize_recurrent_weights
+
+    try:
+        _, rw = quantize_recurrent_weights(model)
+    except ValueError as e:  # opset < 13: no per-axis DequantizeLinear
+        return {"recurrent_weights": {"skipped": str(e)}}
+    if not rw["weights"]:
+        return {}
+    ops = sorted({w["op"] for w in rw["weights"]})
+    return {"recurrent_weights": {
+        "method": "int8 per output channel (axis 1) + DequantizeLinear; computed in float32",
+        "ops": ops, "tensors": len(rw["weights"]),
+        "max_abs_weight_error": max(w["max_abs_error"] for w in rw["weights"]),
+        "onnxruntime_load": "kept int8 by default (DequantizeLinear runs every call); the session option "
+                            "session.disable_quant_qdq=1 folds it to float32 at load",
+    }}
+
+
+def _onnx_weight_bytes(model) -> dict[str, int]:
+    """Bytes of initializers of rank >= 2 (weights) per element type name: ``{"float32": n, "int8": m}``."""
+    import numpy as np
+    from onnx import helper
+
+    out: dict[str, int] = {}
+    for t in model.graph.initializer:
+        if len(t.dims) < 2:
+            continue
+        dt = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type))
+        n = int(np.prod(t.dims)) * dt.itemsize
+        out[dt.name] = out.get(dt.name, 0) + n
+    return out
+
+
+def _refuse_if_nothing_quantized(weight_bytes: dict, out_name: str, src_name: str, fmt: str, path: Path) -> None:
+    """A file of an 8-bit mode without one 8-bit weight is the float model again: delete it and
+    raise ConversionError (it must not be presented as quantized)."""
+    if weight_bytes.get("int8", 0) or weight_bytes.get("uint8", 0):
+        return
+    with contextlib.suppress(OSError):
+        path.unlink()
+    raise ConversionError(
+        f"{out_name} not written: no weight was stored in 8 bits (every weight tensor is too small for an "
+        f"8-bit copy to shrink the file, or no op here has a quantized form); {src_name} is already the "
+        f"smallest form of this model", fmt=fmt)
+
+
+ADDED_BY = {  # what a quantization mode adds to a file, for the "not smaller" warning
+    ("onnx", "int8"): "scales, zero points, DynamicQuantizeLinear / MatMulInteger / DequantizeLinear ops",
+    ("onnx", "uint8"): "scales, zero points, DynamicQuantizeLinear / MatMulInteger / DequantizeLinear ops",
+    ("onnx", "int8-static"): "QuantizeLinear / DequantizeLinear pairs with their scales on activations",
+    ("tflite", "int8"): "a scale and zero point on every activation tensor, QUANTIZE / DEQUANTIZE ops",
+    ("tflite", "dynamic"): "per-channel scales and zero points, DEQUANTIZE ops",
+}
+
+
+def _warn_if_not_smaller(facts: dict, out_name: str, fmt: str, mode: str, float_weights_before: int) -> None:
+    """``facts["warning"]`` and a RuntimeWarning when the quantized file is not smaller, with why
+    (``rnnedge quantize`` prints it; other callers see Python's warning on stderr)."""
+    r = facts.get("ratio")
+    if r is None or r < 1.0:
+        return
+    size = facts["size_before"]
+    left = (facts.get("weight_bytes") or {}).get("float32", 0)
+    if float_weights_before and left >= 0.5 * float_weights_before:
+        why = (f"{left / 1024:.1f} of its {float_weights_before / 1024:.1f} KiB of weights are still float32 "
+               f"({'; '.join(facts.get('notes') or []) or 'no quantized form for the ops that read them'})")
+    else:
+        why = (f"the float weights are only {float_weights_before / 1024:.1f} KiB of the {size / 1024:.1f} KiB "
+               f"file; the rest (graph, names) does not shrink and quantization adds "
+               f"{ADDED_BY.get((fmt, mode), 'scales and the ops that apply them')}")
+    facts["warning"] = f"{out_name} is {r:.2f}x the size of the float file (not smaller): {why}"
+    import warnings
+
+    warnings.warn(facts["warning"], RuntimeWarning, stacklevel=4)
+
+
 def _quantize_onnx(folder: Path, src_name: str, out_name: str, mode: str, src_entry: dict, *, calib,
                    per_channel: bool, reduce_range: bool | None, calibration_samples: int, seed: int,
                    manifest: dict, keep_recurrent_float: bool | None = None) -> dict:
@@ -472,6 +552,8 @@ def _quantize_onnx(folder: Path, src_name: str, out_name: str, mode: str, src_en
                                   fmt="onnx") from None
         q = onnx.load(str(tmp_out))
         _strip_value_info(q)
+        if mode != "fp16":
+            facts.update(_recurrent_weights_int8(q))
         with atomic_path(dst) as tmp:
             onnx.save(q, str(tmp))
             _check_loads(tmp, check_feeds, display=out_name)
@@ -485,8 +567,9 @@ def _quantize_onnx(folder: Path, src_name: str, out_name: str, mode: str, src_en
                           for k, v in dst_ops.items() if k in RECURRENT_OPS]
     else:
         facts["notes"] = _float_notes(src_ops, dst_ops, mode)
-    if facts["ratio"] is not None and facts["ratio"] >= 1.0:
-        facts["notes"].append("the quantized file is not smaller than the float one")
+        facts["weight_bytes"] = _onnx_weight_bytes(q)
+        _refuse_if_nothing_quantized(facts["weight_bytes"], out_name, src_name, "onnx", dst)
+    _warn_if_not_smaller(facts, out_name, "onnx", mode, _onnx_weight_bytes(src_model).get("float32", 0))
     init = {t.name for t in q.graph.initializer}
     return {
         "format": "onnx",
@@ -577,8 +660,16 @@ def _quantize_tflite(folder: Path, src_name: str, out_name: str, mode: str, src_
     if isinstance(res, dict) and out_name in res and isinstance(res[out_name], dict):
         entry = dict(res[out_name])
     facts.update(_size_facts(folder / src_name, dst))
-    if facts["ratio"] is not None and facts["ratio"] >= 1.0:
-        facts.setdefault("notes", []).append("the quantized file is not smaller than the float one")
+    from converters.tflite.weights import weight_bytes
+
+    facts["weight_bytes"] = entry.pop("weight_bytes", None) or weight_bytes(dst.read_bytes())
+    for k, fk in (("quantization_method", "method"), ("weights_rewritten", "weights_rewritten"),
+                  ("quantization_notes", "notes")):
+        if k in entry:
+            facts[fk] = entry.pop(k)
+    if mode in ("dynamic", "int8"):
+        _refuse_if_nothing_quantized(facts["weight_bytes"], out_name, src_name, "tflite", dst)
+    _warn_if_not_smaller(facts, out_name, "tflite", mode, weight_bytes((folder / src_name).read_bytes()).get("float32", 0))
     entry.setdefault("format", "tflite")
     entry["precision"] = mode
     entry.setdefault("batch_size", bs)
