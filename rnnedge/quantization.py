@@ -58,6 +58,7 @@ from rnnedge.errors import ConversionError, MissingDependencyError, RnnedgeError
 from rnnedge.manifest import atomic_path, load_manifest, update_manifest
 
 ONNX_MODES = ("int8", "uint8", "fp16", "int8-static")
+ORT_MODES = ("int8", "uint8", "int8-static")  # also written as model.<mode>.ort when DIR has model.ort
 TFLITE_MODES = ("dynamic", "fp16", "int8")
 MODES = ("int8", "uint8", "fp16", "int8-static", "dynamic")
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
@@ -185,6 +186,17 @@ def quantize(
             continue
         man = update_manifest(folder, artifacts={out_name: entry})
         results[out_name] = man["artifacts"][out_name]
+        ort_src = _float_artifact(arts, "ort") if fmt == "onnx" and mode in ORT_MODES else None
+        if ort_src is not None:  # the ORT-format twin of the quantized ONNX file
+            ort_name = quantized_name(ort_src, mode)
+            try:
+                entry = _to_ort(folder, out_name, ort_src, ort_name, results[out_name], manifest, seed)
+            except RnnedgeError as e:
+                results[ort_name] = {"format": "ort", "error": str(e),
+                                     "quantization": {"mode": mode, "source": out_name}}
+                continue
+            man = update_manifest(folder, artifacts={ort_name: entry})
+            results[ort_name] = man["artifacts"][ort_name]
     return results
 
 
@@ -209,7 +221,7 @@ def _float_artifact(arts: dict, fmt: str) -> str | None:
              if e.get("format") == fmt and _is_float(e)]
     if not cands:
         return None
-    ext = ".onnx" if fmt == "onnx" else ".tflite"
+    ext = {"onnx": ".onnx", "tflite": ".tflite", "ort": ".ort"}.get(fmt, "")
     cands.sort(key=lambda n: (n != f"model{ext}", not n.endswith(ext), n))
     return cands[0]
 
@@ -580,6 +592,31 @@ def _quantize_onnx(folder: Path, src_name: str, out_name: str, mode: str, src_en
         "quantization": facts,
         **({"batch_size": src_entry["batch_size"]} if "batch_size" in src_entry else {}),
     }
+
+
+def _to_ort(folder: Path, onnx_name: str, ort_src: str, ort_name: str, onnx_entry: dict, manifest: dict,
+            seed: int) -> dict:
+    """``model.<mode>.ort`` from the quantized ``model.<mode>.onnx`` (onnxruntime's ORT-format tool),
+    checked to load and run; its manifest entry (ratio against the float ``model.ort``)."""
+    from converters.onnx.ort import convert_file
+
+    dst = folder / ort_name
+    operators = convert_file(folder / onnx_name, dst, fmt="ort")
+    try:  # onnxruntime knows the ORT format by the .ort suffix: checked in place
+        _check_loads(dst, _onnx_sample_feeds(folder / onnx_name, manifest, None, 1, seed)[0], display=ort_name)
+    except ConversionError:
+        dst.unlink()
+        raise
+    q = dict(onnx_entry["quantization"])
+    for k in ("warning", "size_before", "size_after", "ratio", "weight_bytes"):
+        q.pop(k, None)
+    q.update(source=onnx_name, float_source=ort_src, tool="onnxruntime.tools.convert_onnx_models_to_ort",
+             **_size_facts(folder / ort_src, dst))
+    _warn_if_not_smaller(q, ort_name, "onnx", q["mode"], 0)
+    return {"format": "ort", "precision": onnx_entry["precision"], "optimization_style": "Fixed",
+            "inputs": onnx_entry["inputs"], "outputs": onnx_entry["outputs"], "opset": onnx_entry.get("opset"),
+            "required_operators": operators, "quantization": q,
+            **({"batch_size": onnx_entry["batch_size"]} if "batch_size" in onnx_entry else {})}
 
 
 def _find_quantize_tflite():
