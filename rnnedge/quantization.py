@@ -566,6 +566,8 @@ def _quantize_onnx(folder: Path, src_name: str, out_name: str, mode: str, src_en
         _strip_value_info(q)
         if mode != "fp16":
             facts.update(_recurrent_weights_int8(q))
+            if facts.get("recurrent_weights", {}).get("ops"):
+                facts["method"] += f" + weight-only int8 {'/'.join(facts['recurrent_weights']['ops'])} (DequantizeLinear)"
         with atomic_path(dst) as tmp:
             onnx.save(q, str(tmp))
             _check_loads(tmp, check_feeds, display=out_name)
@@ -608,11 +610,14 @@ def _to_ort(folder: Path, onnx_name: str, ort_src: str, ort_name: str, onnx_entr
         dst.unlink()
         raise
     q = dict(onnx_entry["quantization"])
-    for k in ("warning", "size_before", "size_after", "ratio", "weight_bytes"):
+    for k in ("warning", "size_before", "size_after", "ratio"):
         q.pop(k, None)
     q.update(source=onnx_name, float_source=ort_src, tool="onnxruntime.tools.convert_onnx_models_to_ort",
              **_size_facts(folder / ort_src, dst))
-    _warn_if_not_smaller(q, ort_name, "onnx", q["mode"], 0)
+    import onnx
+
+    float_onnx = onnx.load(str(folder / onnx_entry["quantization"]["source"]), load_external_data=False)
+    _warn_if_not_smaller(q, ort_name, "onnx", q["mode"], _onnx_weight_bytes(float_onnx).get("float32", 0))
     return {"format": "ort", "precision": onnx_entry["precision"], "optimization_style": "Fixed",
             "inputs": onnx_entry["inputs"], "outputs": onnx_entry["outputs"], "opset": onnx_entry.get("opset"),
             "required_operators": operators, "quantization": q,

@@ -93,6 +93,24 @@ def weight_bytes(content: bytes) -> dict[str, int]:
     return out
 
 
+def op_counts(content: bytes) -> dict[str, int]:
+    """How many operators of each builtin (or custom code) a .tflite file runs, every subgraph
+    (WHILE bodies and conditions) included: ``{"WHILE": 1, "FULLY_CONNECTED": 3, ...}``."""
+    schema, fbu = _tools()
+    model = fbu.read_model_from_bytearray(bytearray(content))
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    codes = []
+    for c in model.operatorCodes:
+        code = max(c.builtinCode, c.deprecatedBuiltinCode)
+        custom = c.customCode.decode() if isinstance(c.customCode, bytes) else c.customCode
+        codes.append(custom if code == schema.BuiltinOperator.CUSTOM and custom else names.get(code, str(code)))
+    out: dict[str, int] = {}
+    for sg in model.subgraphs:
+        for op in sg.operators or []:
+            out[codes[op.opcodeIndex]] = out.get(codes[op.opcodeIndex], 0) + 1
+    return dict(sorted(out.items()))
+
+
 def _ints(v) -> list[int]:
     """A flatbuffer object-API vector (None, list or numpy array) as a list of ints."""
     return [] if v is None else [int(x) for x in v]
