@@ -1,10 +1,12 @@
-"""Quantize exported artifacts: ONNX (onnxruntime.quantization) and TFLite (the converter).
+"""Quantize exported artifacts: ONNX (onnxruntime.quantization + int8 recurrent weights) and TFLite.
 
 ``quantize(dir, modes)`` reads ``DIR/manifest.json``, quantizes the float artifacts and
 writes each result next to its source with the mode in the name, recorded in the
-manifest (mode, source artifact, sizes, ratio, what was and was not quantized)::
+manifest (mode, source artifact, method, sizes, ratio, weight bytes per type, what was and was
+not quantized)::
 
     model.onnx  -> model.int8.onnx  model.uint8.onnx  model.fp16.onnx  model.int8-static.onnx
+    model.ort   -> model.int8.ort  model.uint8.ort  model.int8-static.ort   (from the 8-bit ONNX files)
     (TFLite, from DIR/reference.keras) -> model.dynamic.tflite  model.fp16.tflite  model.int8.tflite
 
 Modes
@@ -15,13 +17,21 @@ mode          formats   what it does
 ============  ========  ==============================================================
 int8          onnx      ``quantize_dynamic`` weights QInt8 (MatMul -> MatMulInteger,
                         LSTM -> com.microsoft DynamicQuantizeLSTM); activations
-                        quantized at run time.
+                        quantized at run time. GRU and RNN nodes (no quantized kernel in
+                        onnxruntime) get weight-only int8: W and R stored int8 with one
+                        scale per output channel, fed through ``DequantizeLinear``
+                        (:mod:`converters.onnx.quantize`); computed in float32.
 int8          tflite    full-integer post-training quantization with a representative
-                        dataset (calibration file, else realistic inputs).
-uint8         onnx      ``quantize_dynamic`` weights QUInt8.
+                        dataset (calibration file, else realistic inputs); for models with
+                        a WHILE loop (GRU, SimpleRNN, masked LSTM) weight-only int8: the
+                        loop is kept and its weights become int8 constants + DEQUANTIZE
+                        (:mod:`converters.tflite.weights`; TF 2.21's calibrator crashes on
+                        WHILE loops and unrolling made files larger than float).
+uint8         onnx      ``quantize_dynamic`` weights QUInt8; GRU/RNN weights as in int8.
 int8-static   onnx      ``quant_pre_process`` then ``quantize_static`` (QDQ, activations
                         QUInt8, weights QInt8) calibrated over realistic inputs.
-                        onnxruntime has no static handler for LSTM/GRU/RNN: they stay float.
+                        onnxruntime has no static handler for LSTM/GRU/RNN: their weights
+                        get the weight-only int8 form of ``int8``.
 fp16          onnx      ``onnxconverter_common.float16`` with ``keep_io_types=True``. The
                         CPU EP has no fp16 LSTM/GRU/RNN kernel: by default their weights are
                         stored fp16 anyway and onnxruntime inserts Casts and computes them
@@ -31,19 +41,28 @@ fp16          onnx      ``onnxconverter_common.float16`` with ``keep_io_types=Tr
                         ``keep_recurrent_float=True`` block-lists from the start. Each
                         candidate is loaded and run once before it is kept.
 fp16          tflite    float16 weights (``converter.target_spec.supported_types``).
-dynamic       tflite    dynamic-range quantization (int8 weights, float activations).
+dynamic       tflite    dynamic-range quantization (int8 weights, float activations), then
+                        the weights the converter left float (it skips those under 1024
+                        elements) rewritten as int8 + DEQUANTIZE.
 ============  ========  ==============================================================
+
+Honest results: an 8-bit file in which no weight is 8-bit (a model too small for the rewrite
+to pay) is deleted and reported as an error ("not written"), never presented as quantized; a
+file that is not smaller than its float source gets ``quantization.warning`` with the reason
+(and a RuntimeWarning; ``rnnedge quantize`` prints it). When DIR has a float ``model.ort``, each
+8-bit ONNX file is also converted to the ORT format (``model.<mode>.ort``).
 
 ``reduce_range``: on x86 without VNNI (neither ``avx512_vnni`` nor ``avx_vnni`` in
 ``/proc/cpuinfo``) the u8s8 integer kernels can saturate (measured here: errors 0.2-0.6
 with full-range weights, ~1e-2 with 7-bit weights), so int8 modes use ``reduce_range=True``
 there by default; elsewhere False. The choice and its reason are written to the manifest.
 Note that the choice is made for the machine that quantizes; pass ``reduce_range`` to
-force it for another target.
+force it for another target. It does not apply to the weight-only int8 recurrent weights
+(dequantized to float32 before any integer kernel sees them: full range, [-127, 127]).
 
-onnxruntime does not quantize GRU/RNN ops, nor anything inside a ``Loop`` (tf2onnx's
-form of GRU / masked RNNs): the manifest's ``quantization.notes`` says what stayed float,
-and the size ratio shows the real gain.
+onnxruntime does not quantize anything inside a ``Loop`` (tf2onnx's form of GRU / masked RNNs):
+the manifest's ``quantization.notes`` says what stayed float, and the size ratio shows the real
+gain.
 """
 from __future__ import annotations
 

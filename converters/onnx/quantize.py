@@ -9,7 +9,7 @@ scale per output channel (axis 1: the ``G*H`` gate rows; the ``D`` directions of
 share a row's scale) and feeds them to the node through ``DequantizeLinear`` (ONNX opset >= 13 for
 per-axis scales). Biases stay float32 (``[D, 2*G*H]``, small next to ``R``).
 
-Scales are symmetric: ``scale[c] = max|w[:, c, :]| / 127``, ``q = round(w / scale)`` clipped to
+Scales are symmetric (:mod:`converters.int8`): ``scale[c] = max|w[:, c, :]| / 127``, ``q`` in
 [-127, 127], no zero point (ONNX DequantizeLinear: ``y = (x - zero_point) * scale``, zero point 0
 when omitted). The error per weight is at most ``scale / 2``.
 
@@ -21,24 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from converters.int8 import dequantize, quantize_per_channel
+
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 WEIGHT_INPUTS = {1: "W", 2: "R"}  # input index -> ONNX name, same for LSTM / GRU / RNN
 MIN_ELEMENTS = 16  # smaller weights are not worth a DequantizeLinear node
-QMAX = 127
-
-
-def quantize_per_channel(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(q int8, scale float32 [w.shape[axis]])`` with ``w ~= q * scale`` along ``axis``.
-
-    Symmetric, range [-127, 127]; a channel of zeros gets scale 1 (its q is 0)."""
-    w = np.asarray(w, np.float32)
-    red = tuple(i for i in range(w.ndim) if i != axis % w.ndim)
-    amax = np.max(np.abs(w), axis=red) if red else np.abs(w)
-    scale = np.where(amax > 0, amax / QMAX, 1.0).astype(np.float32)
-    shape = [1] * w.ndim
-    shape[axis % w.ndim] = -1
-    q = np.clip(np.rint(w / scale.reshape(shape)), -QMAX, QMAX).astype(np.int8)
-    return q, scale
 
 
 def quantize_recurrent_weights(model, *, ops=RECURRENT_OPS, min_elements: int = MIN_ELEMENTS):
@@ -78,7 +65,7 @@ def quantize_recurrent_weights(model, *, ops=RECURRENT_OPS, min_elements: int = 
             if w.size < min_elements or w.ndim != 3:
                 continue
             q, scale = quantize_per_channel(w, axis=1)
-            err = float(np.max(np.abs(q.astype(np.float32) * scale[None, :, None] - w)))
+            err = float(np.max(np.abs(dequantize(q, scale, 1) - w)))
             qname, sname, out = f"{name}_int8", f"{name}_scale", f"{name}_dequantized"
             g.initializer.remove(t)
             g.initializer.extend([numpy_helper.from_array(q, qname), numpy_helper.from_array(scale, sname)])

@@ -8,10 +8,11 @@ file instead, whatever subgraph a constant sits in (the ``WHILE`` body included)
 
 * every float32 constant (a tensor with buffer data) of rank >= 2 read by one of
   :data:`WEIGHT_INPUTS` (``FULLY_CONNECTED`` weights, ``GATHER`` tables, conv filters,
-  ``BATCH_MATMUL`` right-hand sides, fused-LSTM weights, ``WHILE`` operands) whose rewrite saves
-  bytes (see :func:`worth_quantizing`) becomes an int8 tensor with one symmetric scale per output
-  channel (``scale = max|w| / 127`` over the other axes; zero point 0; the channel axis is the
-  one the consumer reads as its output: :data:`WEIGHT_INPUTS`),
+  ``BATCH_MATMUL`` right-hand sides, fused-LSTM weights, and ``WHILE`` operands its body passes
+  through unchanged, i.e. weights hoisted out of the loop) whose rewrite saves bytes (see
+  :func:`worth_quantizing`) becomes an int8 tensor with one symmetric scale per output channel
+  (:mod:`converters.int8`; zero point 0; the channel axis is the one the consumer reads as its
+  output: :data:`WEIGHT_INPUTS`),
 * a ``DEQUANTIZE`` op (version 5 for per-channel int8, version 2 per-tensor: tflite-runtime 2.14
   loads both) at the start of that subgraph turns it back into the float tensor the consumers
   read, so no consumer changes and the math stays float32.
@@ -27,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-QMAX = 127
+from converters.int8 import dequantize, quantize_per_channel
+
 # Bytes a rewritten tensor costs besides its int8 data: a tensor table entry with its name, a
 # DEQUANTIZE operator, a buffer entry (measured ~150-250 bytes with TF 2.21's names) ...
 REWRITE_OVERHEAD = 256
@@ -49,23 +51,6 @@ WEIGHT_INPUTS: dict[str, dict[int, int]] = {
 }
 # WHILE operands the body passes through unchanged (weights hoisted out of the loop) are
 # rewritten too, with row-wise scales (axis 0); loop state (zeros, counters) never is.
-
-
-def quantize_per_channel(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """``(q int8, scale float32)``, symmetric in [-127, 127]; one scale per index of ``axis``
-    (``None``: one scale). A channel of zeros gets scale 1 (its q is 0)."""
-    w = np.asarray(w, np.float32)
-    if axis is None:
-        amax = np.array([np.max(np.abs(w))], np.float32)
-        shape = [1] * w.ndim
-    else:
-        axis %= w.ndim
-        amax = np.max(np.abs(w), axis=tuple(i for i in range(w.ndim) if i != axis))
-        shape = [1] * w.ndim
-        shape[axis] = -1
-    scale = np.where(amax > 0, amax / QMAX, 1.0).astype(np.float32)
-    q = np.clip(np.rint(w / scale.reshape(shape)), -QMAX, QMAX).astype(np.int8)
-    return q, scale
 
 
 def worth_quantizing(n_elements: int, n_channels: int) -> bool:
@@ -196,10 +181,7 @@ def quantize_weights(content: bytes, *, per_channel: bool = True) -> tuple[bytes
                 qp.scale = [float(s) for s in scale]
                 qp.zeroPoint = [0] * len(scale)
                 qp.quantizedDimension = ax or 0
-                err_shape = [1] * len(shape)
-                if ax is not None:
-                    err_shape[ax] = -1
-                err = float(np.max(np.abs(q.astype(np.float32) * scale.reshape(err_shape) - w)))
+                err = float(np.max(np.abs(dequantize(q, scale, ax) - w)))
                 cache[key] = (len(model.buffers) - 1, qp, err)
             qbuf, qp, err = cache[key]
             old_buffers.add(t.buffer)
