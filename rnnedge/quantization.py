@@ -468,13 +468,15 @@ def _onnx_weight_bytes(model) -> dict[str, int]:
     return out
 
 
-def _refuse_if_nothing_quantized(weight_bytes: dict, out_name: str, src_name: str, fmt: str, path: Path) -> None:
-    """A file of an 8-bit mode without one 8-bit weight is the float model again: delete it and
-    raise ConversionError (it must not be presented as quantized)."""
+def check_8bit_weights(weight_bytes: dict, out_name: str, src_name: str, fmt: str, path: Path | None = None) -> None:
+    """An 8-bit mode's file without one 8-bit weight is the float model again: raise
+    ConversionError ("not written"; ``path`` is deleted when given) so it is never presented as
+    quantized. ``weight_bytes``: bytes of weights per type name (``{"float32": n, "int8": m}``)."""
     if weight_bytes.get("int8", 0) or weight_bytes.get("uint8", 0):
         return
-    with contextlib.suppress(OSError):
-        path.unlink()
+    if path is not None:
+        with contextlib.suppress(OSError):
+            path.unlink()
     raise ConversionError(
         f"{out_name} not written: no weight was stored in 8 bits (every weight tensor is too small for an "
         f"8-bit copy to shrink the file, or no op here has a quantized form); {src_name} is already the "
@@ -601,7 +603,7 @@ def _quantize_onnx(folder: Path, src_name: str, out_name: str, mode: str, src_en
     else:
         facts["notes"] = _float_notes(src_ops, dst_ops, mode)
         facts["weight_bytes"] = _onnx_weight_bytes(q)
-        _refuse_if_nothing_quantized(facts["weight_bytes"], out_name, src_name, "onnx", dst)
+        check_8bit_weights(facts["weight_bytes"], out_name, src_name, "onnx", dst)
     _warn_if_not_smaller(facts, out_name, "onnx", mode, _onnx_weight_bytes(src_model).get("float32", 0))
     init = {t.name for t in q.graph.initializer}
     return {
@@ -728,8 +730,6 @@ def _quantize_tflite(folder: Path, src_name: str, out_name: str, mode: str, src_
                   ("quantization_notes", "notes")):
         if k in entry:
             facts[fk] = entry.pop(k)
-    if mode in ("dynamic", "int8"):
-        _refuse_if_nothing_quantized(facts["weight_bytes"], out_name, src_name, "tflite", dst)
     _warn_if_not_smaller(facts, out_name, "tflite", mode, weight_bytes((folder / src_name).read_bytes()).get("float32", 0))
     entry.setdefault("format", "tflite")
     entry["precision"] = mode

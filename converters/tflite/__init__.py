@@ -278,6 +278,7 @@ def quantize_tflite(model, mode: str, out_path, representative_data=None, *, bat
     ``quantization_method: "weight-only int8"``). "dynamic" runs the converter's dynamic-range pass,
     then the same rewrite for the weights it left float (under 1024 elements). The entry's
     ``weight_bytes`` gives the bytes of weights per type, ``weights_rewritten`` what the rewrite did.
+    A "dynamic"/"int8" result without one int8 weight raises ConversionError and writes nothing.
     """
     from converters.tflite.convert import convert, trace
     from converters.tflite.weights import quantize_weights, weight_bytes
@@ -318,6 +319,11 @@ def quantize_tflite(model, mode: str, out_path, representative_data=None, *, bat
     if mode == "dynamic":
         content, rewrite = quantize_weights(content)
     out_path = Path(out_path)
+    wbytes = weight_bytes(content)
+    if mode in ("dynamic", "int8"):
+        from rnnedge.quantization import check_8bit_weights
+
+        check_8bit_weights(wbytes, out_path.name, "the float model", "tflite")
     _write(out_path, content)
     try:
         check = self_check(model, content, traced, [traced.seq_len or 8])
@@ -330,7 +336,7 @@ def quantize_tflite(model, mode: str, out_path, representative_data=None, *, bat
         entry["quantization_notes"] = notes
     if method == "weight-only int8":
         entry["int8_io"] = "float32 input/output and kernels (weights stored int8, dequantized once by DEQUANTIZE)"
-    entry["weight_bytes"] = weight_bytes(content)
+    entry["weight_bytes"] = wbytes
     if rewrite is not None:
         entry["weights_rewritten"] = {"int8_dequantize": len(rewrite["weights"]),
                                       "kept_float": len(rewrite["kept_float"]),
