@@ -468,15 +468,12 @@ def _onnx_weight_bytes(model) -> dict[str, int]:
     return out
 
 
-def check_8bit_weights(weight_bytes: dict, out_name: str, src_name: str, fmt: str, path: Path | None = None) -> None:
-    """An 8-bit mode's file without one 8-bit weight is the float model again: raise
-    ConversionError ("not written"; ``path`` is deleted when given) so it is never presented as
+def check_8bit_weights(weight_bytes: dict, out_name: str, src_name: str, fmt: str) -> None:
+    """An 8-bit mode's result without one 8-bit weight is the float model again: raise
+    ConversionError ("not written"; callers check before writing) so it is never presented as
     quantized. ``weight_bytes``: bytes of weights per type name (``{"float32": n, "int8": m}``)."""
     if weight_bytes.get("int8", 0) or weight_bytes.get("uint8", 0):
         return
-    if path is not None:
-        with contextlib.suppress(OSError):
-            path.unlink()
     raise ConversionError(
         f"{out_name} not written: no weight was stored in 8 bits (every weight tensor is too small for an "
         f"8-bit copy to shrink the file, or no op here has a quantized form); {src_name} is already the "
@@ -589,6 +586,8 @@ def _quantize_onnx(folder: Path, src_name: str, out_name: str, mode: str, src_en
             facts.update(_recurrent_weights_int8(q))
             if facts.get("recurrent_weights", {}).get("ops"):
                 facts["method"] += f" + weight-only int8 {'/'.join(facts['recurrent_weights']['ops'])} (DequantizeLinear)"
+            facts["weight_bytes"] = _onnx_weight_bytes(q)
+            check_8bit_weights(facts["weight_bytes"], out_name, src_name, "onnx")  # before anything is written
         with atomic_path(dst) as tmp:
             onnx.save(q, str(tmp))
             _check_loads(tmp, check_feeds, display=out_name)
@@ -602,8 +601,6 @@ def _quantize_onnx(folder: Path, src_name: str, out_name: str, mode: str, src_en
                           for k, v in dst_ops.items() if k in RECURRENT_OPS]
     else:
         facts["notes"] = _float_notes(src_ops, dst_ops, mode)
-        facts["weight_bytes"] = _onnx_weight_bytes(q)
-        check_8bit_weights(facts["weight_bytes"], out_name, src_name, "onnx", dst)
     _warn_if_not_smaller(facts, out_name, "onnx", mode, _onnx_weight_bytes(src_model).get("float32", 0))
     init = {t.name for t in q.graph.initializer}
     return {

@@ -449,6 +449,13 @@ def test_file_without_8bit_weights_is_not_written(tiny_dir, tmp_path):
     assert "model.dynamic.tflite not written" in " ".join(r.output.split()) and "8 bits" in r.output
     assert not (d / "model.dynamic.tflite").exists()
     assert "model.dynamic.tflite" not in load_manifest(d)["artifacts"]
+    # ONNX: a bare SimpleRNN(2) (6 + 4 weights, no MatMul): nothing 8-bit, nothing written
+    keras.utils.set_random_seed(0)
+    bare = export_folder(keras.Sequential([keras.Input((None, 3)), keras.layers.SimpleRNN(2)], name="bare"),
+                         tmp_path / "bare")
+    r = _cli([bare, "--mode", "int8", "--format", "onnx"])
+    assert r.exit_code == 1 and "model.int8.onnx not written" in " ".join(r.output.split()), r.output
+    assert not (bare / "model.int8.onnx").exists()
 
 
 def test_bigger_file_warns_loudly_with_the_reason(tiny_dir, tmp_path):
