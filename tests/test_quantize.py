@@ -111,12 +111,14 @@ def test_fp16_loads_runs_and_is_smaller(quantized_forecast):
     assert y.shape == (2, 1) and np.isfinite(y).all()
 
 
-def test_static_qdq_leaves_lstm_float_and_says_so(quantized_forecast):
+def test_static_qdq_stores_lstm_weights_int8_and_says_so(quantized_forecast):
+    """onnxruntime's static QDQ has no LSTM handler: the LSTMs get weight-only int8 instead."""
     d, res = quantized_forecast
     q = res["model.int8-static.onnx"]["quantization"]
-    assert q["method"] == "static QDQ" and q["calibration_samples"] == 64
-    assert "QuantizeLinear" in _ops(d / "model.int8-static.onnx")
-    assert any("LSTM" in n for n in q["notes"])
+    assert q["method"].startswith("static QDQ") and q["calibration_samples"] == 64
+    assert {"QuantizeLinear", "LSTM"} <= _ops(d / "model.int8-static.onnx")
+    assert q["recurrent_weights"]["ops"] == ["LSTM"] and q["recurrent_weights"]["tensors"] == 4
+    assert any("2 LSTM" in n and "int8" in n for n in q["notes"])
 
 
 def test_quantized_forecast_validates(quantized_forecast):
