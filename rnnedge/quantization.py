@@ -1,10 +1,12 @@
-"""Quantize exported artifacts: ONNX (onnxruntime.quantization) and TFLite (the converter).
+"""Quantize exported artifacts: ONNX (onnxruntime.quantization + int8 recurrent weights) and TFLite.
 
 ``quantize(dir, modes)`` reads ``DIR/manifest.json``, quantizes the float artifacts and
 writes each result next to its source with the mode in the name, recorded in the
-manifest (mode, source artifact, sizes, ratio, what was and was not quantized)::
+manifest (mode, source artifact, method, sizes, ratio, weight bytes per type, what was and was
+not quantized)::
 
     model.onnx  -> model.int8.onnx  model.uint8.onnx  model.fp16.onnx  model.int8-static.onnx
+    model.ort   -> model.int8.ort  model.uint8.ort  model.int8-static.ort   (from the 8-bit ONNX files)
     (TFLite, from DIR/reference.keras) -> model.dynamic.tflite  model.fp16.tflite  model.int8.tflite
 
 Modes
@@ -15,13 +17,21 @@ mode          formats   what it does
 ============  ========  ==============================================================
 int8          onnx      ``quantize_dynamic`` weights QInt8 (MatMul -> MatMulInteger,
                         LSTM -> com.microsoft DynamicQuantizeLSTM); activations
-                        quantized at run time.
+                        quantized at run time. GRU and RNN nodes (no quantized kernel in
+                        onnxruntime) get weight-only int8: W and R stored int8 with one
+                        scale per output channel, fed through ``DequantizeLinear``
+                        (:mod:`converters.onnx.quantize`); computed in float32.
 int8          tflite    full-integer post-training quantization with a representative
-                        dataset (calibration file, else realistic inputs).
-uint8         onnx      ``quantize_dynamic`` weights QUInt8.
+                        dataset (calibration file, else realistic inputs); for models with
+                        a WHILE loop (GRU, SimpleRNN, masked LSTM) weight-only int8: the
+                        loop is kept and its weights become int8 constants + DEQUANTIZE
+                        (:mod:`converters.tflite.weights`; TF 2.21's calibrator crashes on
+                        WHILE loops and unrolling made files larger than float).
+uint8         onnx      ``quantize_dynamic`` weights QUInt8; GRU/RNN weights as in int8.
 int8-static   onnx      ``quant_pre_process`` then ``quantize_static`` (QDQ, activations
                         QUInt8, weights QInt8) calibrated over realistic inputs.
-                        onnxruntime has no static handler for LSTM/GRU/RNN: they stay float.
+                        onnxruntime has no static handler for LSTM/GRU/RNN: their weights
+                        get the weight-only int8 form of ``int8``.
 fp16          onnx      ``onnxconverter_common.float16`` with ``keep_io_types=True``. The
                         CPU EP has no fp16 LSTM/GRU/RNN kernel: by default their weights are
                         stored fp16 anyway and onnxruntime inserts Casts and computes them
@@ -31,19 +41,28 @@ fp16          onnx      ``onnxconverter_common.float16`` with ``keep_io_types=Tr
                         ``keep_recurrent_float=True`` block-lists from the start. Each
                         candidate is loaded and run once before it is kept.
 fp16          tflite    float16 weights (``converter.target_spec.supported_types``).
-dynamic       tflite    dynamic-range quantization (int8 weights, float activations).
+dynamic       tflite    dynamic-range quantization (int8 weights, float activations), then
+                        the weights the converter left float (it skips those under 1024
+                        elements) rewritten as int8 + DEQUANTIZE.
 ============  ========  ==============================================================
+
+Honest results: an 8-bit file in which no weight is 8-bit (a model too small for the rewrite
+to pay) is deleted and reported as an error ("not written"), never presented as quantized; a
+file that is not smaller than its float source gets ``quantization.warning`` with the reason
+(and a RuntimeWarning; ``rnnedge quantize`` prints it). When DIR has a float ``model.ort``, each
+8-bit ONNX file is also converted to the ORT format (``model.<mode>.ort``).
 
 ``reduce_range``: on x86 without VNNI (neither ``avx512_vnni`` nor ``avx_vnni`` in
 ``/proc/cpuinfo``) the u8s8 integer kernels can saturate (measured here: errors 0.2-0.6
 with full-range weights, ~1e-2 with 7-bit weights), so int8 modes use ``reduce_range=True``
 there by default; elsewhere False. The choice and its reason are written to the manifest.
 Note that the choice is made for the machine that quantizes; pass ``reduce_range`` to
-force it for another target.
+force it for another target. It does not apply to the weight-only int8 recurrent weights
+(dequantized to float32 before any integer kernel sees them: full range, [-127, 127]).
 
-onnxruntime does not quantize GRU/RNN ops, nor anything inside a ``Loop`` (tf2onnx's
-form of GRU / masked RNNs): the manifest's ``quantization.notes`` says what stayed float,
-and the size ratio shows the real gain.
+onnxruntime does not quantize anything inside a ``Loop`` (tf2onnx's form of GRU / masked RNNs):
+the manifest's ``quantization.notes`` says what stayed float, and the size ratio shows the real
+gain.
 """
 from __future__ import annotations
 
@@ -58,6 +77,7 @@ from rnnedge.errors import ConversionError, MissingDependencyError, RnnedgeError
 from rnnedge.manifest import atomic_path, load_manifest, update_manifest
 
 ONNX_MODES = ("int8", "uint8", "fp16", "int8-static")
+ORT_MODES = ("int8", "uint8", "int8-static")  # also written as model.<mode>.ort when DIR has model.ort
 TFLITE_MODES = ("dynamic", "fp16", "int8")
 MODES = ("int8", "uint8", "fp16", "int8-static", "dynamic")
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
@@ -185,6 +205,17 @@ def quantize(
             continue
         man = update_manifest(folder, artifacts={out_name: entry})
         results[out_name] = man["artifacts"][out_name]
+        ort_src = _float_artifact(arts, "ort") if fmt == "onnx" and mode in ORT_MODES else None
+        if ort_src is not None:  # the ORT-format twin of the quantized ONNX file
+            ort_name = quantized_name(ort_src, mode)
+            try:
+                entry = _to_ort(folder, out_name, ort_src, ort_name, results[out_name], manifest, seed)
+            except RnnedgeError as e:
+                results[ort_name] = {"format": "ort", "error": str(e),
+                                     "quantization": {"mode": mode, "source": out_name}}
+                continue
+            man = update_manifest(folder, artifacts={ort_name: entry})
+            results[ort_name] = man["artifacts"][ort_name]
     return results
 
 
@@ -209,7 +240,7 @@ def _float_artifact(arts: dict, fmt: str) -> str | None:
              if e.get("format") == fmt and _is_float(e)]
     if not cands:
         return None
-    ext = ".onnx" if fmt == "onnx" else ".tflite"
+    ext = {"onnx": ".onnx", "tflite": ".tflite", "ort": ".ort"}.get(fmt, "")
     cands.sort(key=lambda n: (n != f"model{ext}", not n.endswith(ext), n))
     return cands[0]
 
@@ -267,8 +298,9 @@ def _float_notes(src_ops: dict, dst_ops: dict, mode: str) -> list[str]:
     for op in RECURRENT_OPS:
         if dst_ops.get(op):
             why = ("kept float32: the CPU EP has no fp16 kernel" if mode == "fp16"
-                   else "not quantized by onnxruntime" if op != "LSTM" or mode == "int8-static"
-                   else "not quantized")
+                   else "weights stored int8 (per-output-channel DequantizeLinear), computed in float32: "
+                        "onnxruntime has no quantized kernel for it" if dst_ops.get("DequantizeLinear")
+                   else "not quantized (weights too small to gain)")
             notes.append(f"{dst_ops[op]} {op} op(s) {why}")
     if src_ops.get("Loop") and mode != "fp16":
         notes.append(f"{src_ops['Loop']} Loop op(s) (tf2onnx recurrent loop) left float: "
@@ -400,6 +432,84 @@ def _fp16(src_model, out: Path, feeds: dict, keep_recurrent_float: bool | None,
                           f"{'; '.join(a[0] for a in attempts)}): {last}", fmt="onnx")
 
 
+def _recurrent_weights_int8(model) -> dict:
+    """Weight-only int8 (``DequantizeLinear``) for the LSTM/GRU/RNN nodes the onnxruntime pass
+    left float (:func:`converters.onnx.quantize.quantize_recurrent_weights`); manifest facts."""
+    from converters.onnx.quantize import quantize_recurrent_weights
+
+    try:
+        _, rw = quantize_recurrent_weights(model)
+    except ValueError as e:  # opset < 13: no per-axis DequantizeLinear
+        return {"recurrent_weights": {"skipped": str(e)}}
+    if not rw["weights"]:
+        return {}
+    ops = sorted({w["op"] for w in rw["weights"]})
+    return {"recurrent_weights": {
+        "method": "int8 per output channel (axis 1) + DequantizeLinear; computed in float32",
+        "ops": ops, "tensors": len(rw["weights"]),
+        "max_abs_weight_error": max(w["max_abs_error"] for w in rw["weights"]),
+        "onnxruntime_load": "kept int8 by default (DequantizeLinear runs every call); the session option "
+                            "session.disable_quant_qdq=1 folds it to float32 at load",
+    }}
+
+
+def _onnx_weight_bytes(model) -> dict[str, int]:
+    """Bytes of initializers of rank >= 2 (weights) per element type name: ``{"float32": n, "int8": m}``."""
+    import numpy as np
+    from onnx import helper
+
+    out: dict[str, int] = {}
+    for t in model.graph.initializer:
+        if len(t.dims) < 2:
+            continue
+        dt = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type))
+        n = int(np.prod(t.dims)) * dt.itemsize
+        out[dt.name] = out.get(dt.name, 0) + n
+    return out
+
+
+def check_8bit_weights(weight_bytes: dict, out_name: str, src_name: str, fmt: str) -> None:
+    """An 8-bit mode's result without one 8-bit weight is the float model again: raise
+    ConversionError ("not written"; callers check before writing) so it is never presented as
+    quantized. ``weight_bytes``: bytes of weights per type name (``{"float32": n, "int8": m}``)."""
+    if weight_bytes.get("int8", 0) or weight_bytes.get("uint8", 0):
+        return
+    raise ConversionError(
+        f"{out_name} not written: no weight was stored in 8 bits (every weight tensor is too small for an "
+        f"8-bit copy to shrink the file, or no op here has a quantized form); {src_name} is already the "
+        f"smallest form of this model", fmt=fmt)
+
+
+ADDED_BY = {  # what a quantization mode adds to a file, for the "not smaller" warning
+    ("onnx", "int8"): "scales, zero points, DynamicQuantizeLinear / MatMulInteger / DequantizeLinear ops",
+    ("onnx", "uint8"): "scales, zero points, DynamicQuantizeLinear / MatMulInteger / DequantizeLinear ops",
+    ("onnx", "int8-static"): "QuantizeLinear / DequantizeLinear pairs with their scales on activations",
+    ("tflite", "int8"): "a scale and zero point on every activation tensor, QUANTIZE / DEQUANTIZE ops",
+    ("tflite", "dynamic"): "per-channel scales and zero points, DEQUANTIZE ops",
+}
+
+
+def _warn_if_not_smaller(facts: dict, out_name: str, fmt: str, mode: str, float_weights_before: int) -> None:
+    """``facts["warning"]`` and a RuntimeWarning when the quantized file is not smaller, with why
+    (``rnnedge quantize`` prints it; other callers see Python's warning on stderr)."""
+    r = facts.get("ratio")
+    if r is None or r < 1.0:
+        return
+    size = facts["size_before"]
+    left = (facts.get("weight_bytes") or {}).get("float32", 0)
+    if float_weights_before and left >= 0.5 * float_weights_before:
+        why = (f"{left / 1024:.1f} of its {float_weights_before / 1024:.1f} KiB of weights are still float32 "
+               f"({'; '.join(facts.get('notes') or []) or 'no quantized form for the ops that read them'})")
+    else:
+        why = (f"the float weights are only {float_weights_before / 1024:.1f} KiB of the {size / 1024:.1f} KiB "
+               f"file; the rest (graph, names) does not shrink and quantization adds "
+               f"{ADDED_BY.get((fmt, mode), 'scales and the ops that apply them')}")
+    facts["warning"] = f"{out_name} is {r:.2f}x the size of the float file (not smaller): {why}"
+    import warnings
+
+    warnings.warn(facts["warning"], RuntimeWarning, stacklevel=4)
+
+
 def _quantize_onnx(folder: Path, src_name: str, out_name: str, mode: str, src_entry: dict, *, calib,
                    per_channel: bool, reduce_range: bool | None, calibration_samples: int, seed: int,
                    manifest: dict, keep_recurrent_float: bool | None = None) -> dict:
@@ -472,6 +582,12 @@ def _quantize_onnx(folder: Path, src_name: str, out_name: str, mode: str, src_en
                                   fmt="onnx") from None
         q = onnx.load(str(tmp_out))
         _strip_value_info(q)
+        if mode != "fp16":
+            facts.update(_recurrent_weights_int8(q))
+            if facts.get("recurrent_weights", {}).get("ops"):
+                facts["method"] += f" + weight-only int8 {'/'.join(facts['recurrent_weights']['ops'])} (DequantizeLinear)"
+            facts["weight_bytes"] = _onnx_weight_bytes(q)
+            check_8bit_weights(facts["weight_bytes"], out_name, src_name, "onnx")  # before anything is written
         with atomic_path(dst) as tmp:
             onnx.save(q, str(tmp))
             _check_loads(tmp, check_feeds, display=out_name)
@@ -485,8 +601,7 @@ def _quantize_onnx(folder: Path, src_name: str, out_name: str, mode: str, src_en
                           for k, v in dst_ops.items() if k in RECURRENT_OPS]
     else:
         facts["notes"] = _float_notes(src_ops, dst_ops, mode)
-    if facts["ratio"] is not None and facts["ratio"] >= 1.0:
-        facts["notes"].append("the quantized file is not smaller than the float one")
+    _warn_if_not_smaller(facts, out_name, "onnx", mode, _onnx_weight_bytes(src_model).get("float32", 0))
     init = {t.name for t in q.graph.initializer}
     return {
         "format": "onnx",
@@ -497,6 +612,34 @@ def _quantize_onnx(folder: Path, src_name: str, out_name: str, mode: str, src_en
         "quantization": facts,
         **({"batch_size": src_entry["batch_size"]} if "batch_size" in src_entry else {}),
     }
+
+
+def _to_ort(folder: Path, onnx_name: str, ort_src: str, ort_name: str, onnx_entry: dict, manifest: dict,
+            seed: int) -> dict:
+    """``model.<mode>.ort`` from the quantized ``model.<mode>.onnx`` (onnxruntime's ORT-format tool),
+    checked to load and run; its manifest entry (ratio against the float ``model.ort``)."""
+    from converters.onnx.ort import convert_file
+
+    dst = folder / ort_name
+    operators = convert_file(folder / onnx_name, dst, fmt="ort")
+    try:  # onnxruntime knows the ORT format by the .ort suffix: checked in place
+        _check_loads(dst, _onnx_sample_feeds(folder / onnx_name, manifest, None, 1, seed)[0], display=ort_name)
+    except ConversionError:
+        dst.unlink()
+        raise
+    q = dict(onnx_entry["quantization"])
+    for k in ("warning", "size_before", "size_after", "ratio"):
+        q.pop(k, None)
+    q.update(source=onnx_name, float_source=ort_src, tool="onnxruntime.tools.convert_onnx_models_to_ort",
+             **_size_facts(folder / ort_src, dst))
+    import onnx
+
+    float_onnx = onnx.load(str(folder / onnx_entry["quantization"]["source"]), load_external_data=False)
+    _warn_if_not_smaller(q, ort_name, "onnx", q["mode"], _onnx_weight_bytes(float_onnx).get("float32", 0))
+    return {"format": "ort", "precision": onnx_entry["precision"], "optimization_style": "Fixed",
+            "inputs": onnx_entry["inputs"], "outputs": onnx_entry["outputs"], "opset": onnx_entry.get("opset"),
+            "required_operators": operators, "quantization": q,
+            **({"batch_size": onnx_entry["batch_size"]} if "batch_size" in onnx_entry else {})}
 
 
 def _find_quantize_tflite():
@@ -577,8 +720,14 @@ def _quantize_tflite(folder: Path, src_name: str, out_name: str, mode: str, src_
     if isinstance(res, dict) and out_name in res and isinstance(res[out_name], dict):
         entry = dict(res[out_name])
     facts.update(_size_facts(folder / src_name, dst))
-    if facts["ratio"] is not None and facts["ratio"] >= 1.0:
-        facts.setdefault("notes", []).append("the quantized file is not smaller than the float one")
+    from converters.tflite.weights import weight_bytes
+
+    facts["weight_bytes"] = entry.pop("weight_bytes", None) or weight_bytes(dst.read_bytes())
+    for k, fk in (("quantization_method", "method"), ("weights_rewritten", "weights_rewritten"),
+                  ("quantization_notes", "notes")):
+        if k in entry:
+            facts[fk] = entry.pop(k)
+    _warn_if_not_smaller(facts, out_name, "tflite", mode, weight_bytes((folder / src_name).read_bytes()).get("float32", 0))
     entry.setdefault("format", "tflite")
     entry["precision"] = mode
     entry.setdefault("batch_size", bs)

@@ -271,44 +271,78 @@ def quantize_tflite(model, mode: str, out_path, representative_data=None, *, bat
     of samples, each a list of arrays (one per model input, batch ``batch_size``); when None it is
     generated from the input spec (token ids inside the vocabulary, padded like real inputs;
     floats in [-1, 1]). The entry's ``self_check`` holds the max abs error vs Keras in LiteRT.
+
+    Models with a ``WHILE`` loop (every GRU / SimpleRNN, masked LSTMs) keep it in "int8": TF 2.21's
+    calibrator crashes on loops and unrolling made files larger than float, so their weights become
+    int8 constants + ``DEQUANTIZE`` (:mod:`converters.tflite.weights`, activations float32, entry
+    ``quantization_method: "weight-only int8"``). "dynamic" runs the converter's dynamic-range pass,
+    then the same rewrite for the weights it left float (under 1024 elements). The entry's
+    ``weight_bytes`` gives the bytes of weights per type, ``weights_rewritten`` what the rewrite did.
+    A "dynamic"/"int8" result without one int8 weight raises ConversionError and writes nothing.
     """
     from converters.tflite.convert import convert, trace
+    from converters.tflite.weights import quantize_weights, weight_bytes
+    from rnnedge.tflite_compat import list_ops
 
     if mode not in QUANT_MODES:
         raise UsageError(f"unknown TFLite quantization mode {mode!r}; choose {', '.join(QUANT_MODES)}")
-    if mode == "int8":
-        # The calibrator crashes (segfault, TF 2.21) on models with a free sequence length:
-        # full-integer models get a fixed one (that of the calibration data, else seq_len, else 32).
-        rep_T = None
-        if representative_data is not None:
-            first = np.asarray(list(representative_data)[0][0])
-            rep_T = int(first.shape[1]) if first.ndim >= 2 else None
-        fixed = seq_len or (traced.seq_len if traced is not None else None) or rep_T or 32
-        if traced is None or traced.seq_len != fixed:
-            traced = trace(model, batch_size=batch_size, seq_len=fixed, lstm_mode=lstm_mode)
-        # TF 2.21's calibrator also segfaults on WHILE loops (GRU, masked LSTM, SimpleRNN...):
-        # those models are unrolled over the fixed length for int8.
-        from rnnedge.tflite_compat import list_ops
-
-        if any(o["name"] == "WHILE" for o in list_ops(convert(traced, model, allow_flex=allow_flex))):
-            traced = trace(model, batch_size=batch_size, seq_len=fixed, lstm_mode="unroll")
-            traced.notes.append("int8: WHILE loops crash TF 2.21's calibrator; recurrence unrolled "
-                                f"over seq_len={fixed}")
     if traced is None:
         traced = trace(model, batch_size=batch_size, seq_len=seq_len, lstm_mode=lstm_mode)
-    if mode == "int8" and representative_data is None:
-        representative_data = representative_dataset(model, traced.input_shapes, traced.input_dtypes,
-                                                     n=n_calibration, seq_len=traced.seq_len or 8)
-    content = convert(traced, model, allow_flex=allow_flex, quantize=mode,
-                      representative_data=representative_data)
+    notes: list[str] = []
+    rewrite = None
+    method = {"dynamic": "dynamic-range (converter)", "fp16": "float16 weights (converter)",
+              "int8": "full integer (converter, calibrated)"}[mode]
+    content = None
+    if mode == "int8":
+        float_content = convert(traced, model, allow_flex=allow_flex)
+        if any(o["name"] == "WHILE" for o in list_ops(float_content)):
+            content, rewrite = quantize_weights(float_content)
+            method = "weight-only int8"
+            notes.append("int8: WHILE loop kept (TF 2.21's full-integer calibrator crashes on WHILE loops; "
+                         "unrolling made files larger than float): weights int8 + DEQUANTIZE, activations float32")
+        else:
+            # The calibrator crashes (segfault, TF 2.21) on models with a free sequence length:
+            # full-integer models get a fixed one (that of the calibration data, else seq_len, else 32).
+            rep_T = None
+            if representative_data is not None:
+                first = np.asarray(list(representative_data)[0][0])
+                rep_T = int(first.shape[1]) if first.ndim >= 2 else None
+            fixed = seq_len or traced.seq_len or rep_T or 32
+            if traced.seq_len != fixed:
+                traced = trace(model, batch_size=batch_size, seq_len=fixed, lstm_mode=lstm_mode)
+            if representative_data is None:
+                representative_data = representative_dataset(model, traced.input_shapes, traced.input_dtypes,
+                                                             n=n_calibration, seq_len=traced.seq_len or 8)
+    if content is None:
+        content = convert(traced, model, allow_flex=allow_flex, quantize=mode,
+                          representative_data=representative_data)
+    if mode == "dynamic":
+        content, rewrite = quantize_weights(content)
     out_path = Path(out_path)
+    wbytes = weight_bytes(content)
+    if mode in ("dynamic", "int8"):
+        from rnnedge.quantization import check_8bit_weights
+
+        check_8bit_weights(wbytes, out_path.name, "the float model", "tflite")
     _write(out_path, content)
     try:
         check = self_check(model, content, traced, [traced.seq_len or 8])
     except Exception as e:  # noqa: BLE001 - a quantized model that does not run is reported
         check = {"error": str(e).splitlines()[0][:300]}
     opts = ExportOptions(batch_size=batch_size, seq_len=traced.seq_len)
-    return _entry(content, traced, check, opts, mode)
+    entry = _entry(content, traced, check, opts, mode)
+    entry["quantization_method"] = method
+    if notes:
+        entry["quantization_notes"] = notes
+    if method == "weight-only int8":
+        entry["int8_io"] = "float32 input/output and kernels (weights stored int8, dequantized once by DEQUANTIZE)"
+    entry["weight_bytes"] = wbytes
+    if rewrite is not None:
+        entry["weights_rewritten"] = {"int8_dequantize": len(rewrite["weights"]),
+                                      "kept_float": len(rewrite["kept_float"]),
+                                      "max_abs_weight_error": max((w["max_abs_error"] for w in rewrite["weights"]),
+                                                                  default=None)}
+    return entry
 
 
 @register_format("tflite")

@@ -46,9 +46,13 @@ def command(folder, modes, fmt, calibration, calibration_samples, per_channel, r
     from rnnedge.quantization import quantize
 
     mode_list = [m.strip() for s in modes for m in s.split(",") if m.strip()]
-    res = quantize(folder, mode_list, formats=fmt, calibration=calibration, per_channel=per_channel,
-                   reduce_range=reduce_range, calibration_samples=calibration_samples,
-                   keep_recurrent_float=fp16_keep_recurrent_float)
+    import warnings
+
+    with warnings.catch_warnings():  # their text is in the results: printed below, once
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = quantize(folder, mode_list, formats=fmt, calibration=calibration, per_channel=per_channel,
+                       reduce_range=reduce_range, calibration_samples=calibration_samples,
+                       keep_recurrent_float=fp16_keep_recurrent_float)
     failed = [n for n, e in res.items() if "error" in e]
     if json_out:
         from rnnedge.manifest import _json_default
@@ -60,6 +64,9 @@ def command(folder, modes, fmt, calibration, calibration_samples, per_channel, r
             from rnnedge.manifest import write_bytes_atomic
 
             write_bytes_atomic(json_out, (text + "\n").encode())
+    from rnnedge.cli.validate import _console
+
+    console = _console(json_out == "-")
     if json_out != "-":
         from rich.table import Table
 
@@ -73,12 +80,16 @@ def command(folder, modes, fmt, calibration, calibration_samples, per_channel, r
                           f"[red]error: {e['error']}[/]")
                 continue
             notes = list(q.get("notes") or [])
+            if q.get("method"):
+                notes.insert(0, str(q["method"]))
             if "reduce_range" in q:
                 notes.insert(0, f"reduce_range={q['reduce_range']} ({q.get('reduce_range_reason', '')})")
             t.add_row(name, q.get("mode", "-"), q.get("source", "-"), _size(q.get("size_before")),
                       _size(q.get("size_after")), f"{q.get('ratio', 0):.2f}", "; ".join(notes))
-        from rnnedge.cli.validate import _console
-
-        _console(json_out == "-").print(t)
+        console.print(t)
+    for name, e in res.items():  # loud, also with --json -: a bigger file, a runtime that cannot load it
+        for w in (e.get("quantization", {}).get("warning"), e.get("warning")):
+            if w:
+                console.print(f"[bold yellow]WARNING[/] {name}: {w}")
     if failed:
         sys.exit(1)

@@ -54,17 +54,17 @@ def render(report: dict, console) -> None:
     colors = {"pass": "green", "fail": "red", "error": "red", "skipped": "yellow"}
     t = Table(title=f"parity vs {report['reference']} ({report['samples']} samples/length, seed {report['seed']})")
     for c in ("artifact", "precision", "output", "verdict", "max abs", "mean abs", "max rel", "cosine",
-              "top-1", "atol/rtol"):
+              "top-1", "tolerance"):
         t.add_column(c, no_wrap=c in ("max abs", "mean abs", "max rel", "cosine", "top-1"))
     for name, row in report["artifacts"].items():
         tol = row.get("tolerance") or {}
-        tol_s = f"{tol.get('atol', 0):g}/{tol.get('rtol', 0):g}" + (
-            f" top-1>={tol['min_agreement']:g}" if "min_agreement" in tol else "")
+        tol_s = f"{tol.get('atol', 0):g}/{tol.get('rtol', 0):g}"
+        top1_s = f"top-1>={tol['min_agreement']:g}" if "min_agreement" in tol else ""
         v = row["verdict"]
         outs = row.get("outputs") or {}
         if not outs:
             t.add_row(escape(name), str(row.get("precision")), "-", f"[{colors.get(v, 'white')}]{v}[/]",
-                      "-", "-", "-", "-", "-", tol_s)
+                      "-", "-", "-", "-", "-", " ".join(x for x in (tol_s, top1_s) if x))
             continue
         for i, (oname, m) in enumerate(outs.items()):
             ov = m["verdict"]
@@ -72,7 +72,8 @@ def render(report: dict, console) -> None:
             t.add_row(escape(name) if i == 0 else "", str(row.get("precision")) if i == 0 else "",
                       escape(oname), f"[{colors.get(ov, 'white')}]{ov}{by}[/]",
                       _fmt(m["max_abs"]), _fmt(m["mean_abs"]), _fmt(m["max_rel"]), _fmt(m["cosine"], ".6f"),
-                      _fmt(m.get("top1_agreement"), ".3f"), tol_s if i == 0 else "")
+                      _fmt(m.get("top1_agreement"), ".3f"),
+                      top1_s if m["judged_by"] == "top1_agreement" else tol_s)  # what judged this output
     console.print(t)
     for name, row in report["artifacts"].items():
         v = row["verdict"]
