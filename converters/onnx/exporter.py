@@ -142,6 +142,7 @@ def export_onnx(model, out_dir: Path, options: ExportOptions | None = None) -> d
         "outputs": info["outputs"],
         "dynamic_axes": info["dynamic_axes"],
         "op_types": info["op_types"],
+        "recurrent_lowering": info["recurrent_lowering"],
         "converter": "rnnedge native (converters.onnx)",
         "versions": package_versions("onnx", "onnxruntime", "keras", "tensorflow"),
         "self_check": check,

@@ -170,15 +170,31 @@ class Graph:
 
     # -- finishing ---------------------------------------------------------
     def prune(self) -> None:
-        """Drop nodes whose outputs nothing uses (dead code) and unused initializers."""
+        """Drop nodes whose outputs nothing uses (dead code) and unused initializers. A node with
+        subgraphs (If, Scan, Loop) also needs the outer-scope names its subgraphs read."""
         needed = {o.name for o in self.outputs}
         keep = []
         for node in reversed(self.nodes):
             if any(o and o in needed for o in node.output):
                 keep.append(node)
                 needed.update(i for i in node.input if i)
+                needed.update(_subgraph_reads(node))
         self.nodes = list(reversed(keep))
         self.initializers = {k: v for k, v in self.initializers.items() if k in needed}
+
+
+def _subgraph_reads(node) -> set[str]:
+    """Every tensor name read by nodes inside ``node``'s subgraph attributes (recursively)."""
+    from onnx import AttributeProto
+
+    names: set[str] = set()
+    for a in node.attribute:
+        graphs = [a.g] if a.type == AttributeProto.GRAPH else list(a.graphs)
+        for sub in graphs:
+            for n in sub.node:
+                names.update(i for i in n.input if i)
+                names |= _subgraph_reads(n)
+    return names
 
 
 @dataclass
@@ -192,6 +208,8 @@ class ConversionContext:
     # compacted output of the masked RNN before it (no gather back and forth)
     compact_alias: dict = field(default_factory=dict)
     current_layer: Any = None
+    # one record per recurrent layer: which lowering it got and why (manifest: recurrent_lowering)
+    recurrent: list = field(default_factory=list)
 
     @property
     def opset(self) -> int:
@@ -460,6 +478,7 @@ def convert_model(model, options: ExportOptions | None = None):
         "dynamic_axes": dynamic_axes,
         "op_types": dict(sorted(Counter(n.op_type for n in mp.graph.node).items())),
         "notes": ctx.notes,
+        "recurrent_lowering": ctx.recurrent,
         "opset": opset,
         "ir_version": int(mp.ir_version),
     }
