@@ -174,7 +174,7 @@ class _Rec:
     c_dirs: list | None = None
 
 
-def _native_core(g, kind, cw, x_tm, lens, init, direction, need_y, need_c, hint) -> _Rec:
+def _native_core(g, kind, cw, x_tm, lens, init, direction, need_y, need_c, hint, xb=None) -> _Rec:
     h = cw[0]["H"]
     W = g.const(np.stack([c["W"] for c in cw]), hint=f"{hint}/W")
     R = g.const(np.stack([c["R"] for c in cw]), hint=f"{hint}/R")
@@ -205,10 +205,10 @@ def _act(g, act, x: str) -> str:
     return g.op(name, [x])
 
 
-def _scan_projection(g, kind, c, x_tm, hint) -> list[str]:
-    """The input projection of one direction over all steps: x (T,B,F) @ W^T + biases -> the Scan's
-    inputs ((T,B,G*H); GRU: zr (T,B,2H) and n (T,B,H)). Recurrent biases that do not meet the
-    reset gate are folded in here."""
+def _scan_projection(g, kind, c, x, hint) -> list[str]:
+    """The input projection of one direction over all steps: x (B,T,F) or (T,B,F) @ W^T + biases
+    -> the Scan's inputs ((.., .., G*H); GRU: zr (.., .., 2H) and n (.., .., H)). Recurrent biases
+    that do not meet the reset gate are folded in here."""
     h = c["H"]
     W, B = c["W"], c["B"]
     gh = W.shape[0]
@@ -218,7 +218,7 @@ def _scan_projection(g, kind, c, x_tm, hint) -> list[str]:
     parts = [(0, 2 * h), (2 * h, 3 * h)] if kind == "GRU" else [(0, gh)]
     outs = []
     for a, b in parts:
-        y = g.op("MatMul", [x_tm, g.const(np.ascontiguousarray(W[a:b].T), hint=f"{hint}/W_T")],
+        y = g.op("MatMul", [x, g.const(np.ascontiguousarray(W[a:b].T), hint=f"{hint}/W_T")],
                  hint=f"{hint}/x_proj")
         if B is not None:
             y = g.op("Add", [y, g.const(np.ascontiguousarray(bias[a:b]), hint=f"{hint}/b")])
@@ -270,9 +270,13 @@ def _vi(name: str, shape=None, elem=None):
     return helper.make_tensor_value_info(name, elem or TensorProto.FLOAT, shape)
 
 
-def _scan_core(g, kind, cw, x_tm, lens, init, direction, need_y, need_c, hint) -> _Rec:
+def _scan_core(g, kind, cw, x_tm, lens, init, direction, need_y, need_c, hint, xb=None) -> _Rec:
     """Input projection hoisted into one MatMul over all steps, then one ``Scan`` whose body holds
-    only the recurrent MatMul and the gate arithmetic (both directions in one body)."""
+    only the recurrent MatMul and the gate arithmetic (both directions in one body).
+
+    The projection reads the batch-major input ``xb`` when there is one (the Scan then walks its
+    axis 1): no Transpose feeds the MatMul, which onnxruntime 1.32 cannot take once the graph is
+    converted to fp16 (a Cast -> Transpose -> MatMul chain crashes its optimiser at load)."""
     from onnx import TensorProto, helper
 
     ndir, h = len(cw), cw[0]["H"]
@@ -287,16 +291,21 @@ def _scan_core(g, kind, cw, x_tm, lens, init, direction, need_y, need_c, hint) -
                                else g.squeeze(init[s], [0]))
             else:
                 if zeros is None:
-                    bh = g.op("Concat", [g.shape(x_tm, 1, 2), g.i64([h])], axis=0)
+                    batch = g.shape(xb, 0, 1) if xb else g.shape(x_tm, 1, 2)
+                    bh = g.op("Concat", [batch, g.i64([h])], axis=0)
                     zeros = g.op("ConstantOfShape", [bh], value=helper.make_tensor("zero", TensorProto.FLOAT,
                                                                                    [1], [0.0]))
                 states0.append(zeros)
-    xs = [_scan_projection(g, kind, c, x_tm, hint) for c in cw]
+    axis = 1 if xb else 0  # the time axis of the Scan's inputs
+    xs = [_scan_projection(g, kind, c, xb or x_tm, hint) for c in cw]
     step_mask = None
-    if lens:  # (T, B, 1): step t is valid for row b while t < sequence_lens[b]
-        t_idx = g.op("Range", [g.const(np.int64(0)), g.squeeze(g.shape(x_tm, 0, 1), [0]), g.const(np.int64(1))])
-        step_mask = g.unsqueeze(g.op("Less", [g.unsqueeze(t_idx, [1]), g.unsqueeze(g.cast(lens, np.int64), [0])]),
-                                [2])
+    if lens:  # (B, T, 1) / (T, B, 1): step t is valid for row b while t < sequence_lens[b]
+        t_len = g.shape(xb, 1, 2) if xb else g.shape(x_tm, 0, 1)
+        t_idx = g.op("Range", [g.const(np.int64(0)), g.squeeze(t_len, [0]), g.const(np.int64(1))])
+        lens64 = g.cast(lens, np.int64)
+        pair = [g.unsqueeze(t_idx, [0]), g.unsqueeze(lens64, [1])] if xb else \
+            [g.unsqueeze(t_idx, [1]), g.unsqueeze(lens64, [0])]
+        step_mask = g.unsqueeze(g.op("Less", pair), [2])
 
     b = _child(g)
     b_states = [[b.unique(f"{hint}/scan/{'hc'[s]}{d}") for s in range(ns)] for d in range(ndir)]
@@ -321,6 +330,7 @@ def _scan_core(g, kind, cw, x_tm, lens, init, direction, need_y, need_c, hint) -
     in_dirs = [dirs[d] for d in range(ndir) for _ in xs[d]] + (dirs if step_mask else [])
     outs = g.op("Scan", states0 + scan_in, n_out=len(st_out) + len(y_out), hint=f"{hint}/scan", body=body,
                 num_scan_inputs=len(scan_in), scan_input_directions=in_dirs,
+                scan_input_axes=[axis] * len(scan_in) if axis else None,
                 scan_output_directions=dirs if need_y else None)
     outs = outs if isinstance(outs, list) else [outs]
     h_dirs = [outs[d * ns] for d in range(ndir)]
@@ -335,14 +345,14 @@ def _scan_core(g, kind, cw, x_tm, lens, init, direction, need_y, need_c, hint) -
                 stack(c_dirs, 0) if c_dirs and need_c else None, y_dirs, h_dirs, c_dirs)
 
 
-def _if_core(g, kind, cw, x_tm, lens, init, direction, need_y, need_c, hint, max_batch: int) -> _Rec:
+def _if_core(g, kind, cw, x_tm, lens, init, direction, need_y, need_c, hint, max_batch: int, xb=None) -> _Rec:
     """``If(batch <= max_batch)``: the native op, else the Scan form; both give the native layout."""
     from onnx import helper
 
     branches = []
     for form, core in (("native", _native_core), ("scan", _scan_core)):
         sub = _child(g)
-        rec = core(sub, kind, cw, x_tm, lens, init, direction, need_y, need_c, f"{hint}/{form}")
+        rec = core(sub, kind, cw, x_tm, lens, init, direction, need_y, need_c, f"{hint}/{form}", xb=xb)
         names = [n for n in (rec.y, rec.yh, rec.yc) if n]
         outs = [sub.op("Identity", [n], outputs=[sub.unique(f"{hint}/{form}/out")])[0] for n in names]
         branches.append(helper.make_graph(sub.nodes, g.unique(f"{hint}/{form}_branch").replace("/", "_"), [],
@@ -392,7 +402,7 @@ def emit_rnn(ctx, layers: list, x: Value, *, mask: str | None, initial_state: li
     if mask is not None:
         alias = ctx.compact_alias.get(x.name)
         if alias is not None and alias[0] == mask and not go_backwards:
-            x_tm = alias[1]
+            x_tm, xb = alias[1], None  # the compacted sequence exists only time-major
             _, lens, cs = _compact(ctx, x.name, mask)
         else:
             xb, lens, cs = _compact(ctx, xb, mask)
@@ -408,9 +418,9 @@ def emit_rnn(ctx, layers: list, x: Value, *, mask: str | None, initial_state: li
             init[s] = per_dir[0] if ndir == 1 else g.op("Concat", per_dir, axis=0)
     args = (g, kind, cw, x_tm, lens, init, direction, return_sequences, return_state, hint)
     if low.form == "if":
-        rec = _if_core(*args, max_batch=low.native_max_batch)
-    else:
-        rec = (_scan_core if low.form == "scan" else _native_core)(*args)
+        rec = _if_core(*args, max_batch=low.native_max_batch, xb=xb)
+    else:  # (the Transpose to time-major is pruned when only the Scan reads the input)
+        rec = (_scan_core if low.form == "scan" else _native_core)(*args, xb=xb)
     record = {"layer": hint, "kind": kind, "units": h, "directions": ndir, "lowering": low.form,
               "reason": low.reason}
     if low.native_max_batch is not None:
