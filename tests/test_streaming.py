@@ -208,6 +208,46 @@ def test_unbatched_steps_and_state_restore(exported):
         np.testing.assert_allclose(np.concatenate([np.stack(ys), rest]), ref, atol=TOL)
 
 
+def test_onnx_steps_run_on_bound_buffers(exported):
+    """On onnxruntime each batch size gets one FeedbackLoop (preallocated, bound buffers): the steps
+    equal plain session.run calls fed the previous state, and a returned output is the caller's own."""
+    from rnnedge.runtime import open_runner
+    from rnnedge.runtime.onnx import FeedbackLoop
+
+    model, d, _ = exported["mixed_gru_lstm"]
+    x = _sequence(model, 2, seed=5)
+    with open_runner(d / FILES["onnx"]) as plain, StreamingSession(d / FILES["onnx"]) as s:
+        names = [i.name for i in plain.inputs]
+        state = {n: np.zeros((2, i.shape[-1]), np.float32) for n, i in zip(names[1:], plain.inputs[1:])}
+        ys = []
+        for t in range(T):
+            y = s.step(x[:, t])
+            out = plain.run({names[0]: x[:, t], **state})
+            state = {n: out[n + "_out"] for n in state}
+            np.testing.assert_array_equal(y, out[plain.outputs[0].name])
+            ys.append(y)
+        loop = s._loops[2]
+        assert isinstance(loop, FeedbackLoop) and set(s._loops) == {2}
+        out_buf = loop.outputs[s.layout["output"]]
+        assert not any(np.shares_memory(y, out_buf) for y in ys)  # copies, not the reused buffer
+        assert len({y.tobytes() for y in ys}) == T
+        s.reset()
+        s.step(x[:1, 0])                                        # another batch size: another loop
+        assert set(s._loops) == {1, 2}
+
+
+def test_feedback_loop_errors(exported):
+    from rnnedge.runtime import open_runner
+
+    d = exported["lstm2_dense"][1]
+    with open_runner(d / FILES["onnx"]) as r:
+        with pytest.raises(UsageError, match="no tensor"):
+            r.feedback_loop(1, {"nope_out": "nope"})
+        loop = r.feedback_loop(3, {"enc__h_out": "enc__h", "enc__c_out": "enc__c",
+                                   "dec__h_out": "dec__h", "dec__c_out": "dec__c"})
+        assert loop.inputs["series"].shape == (3, F) and loop.state["enc__h"].shape == (3, 4)
+
+
 def test_session_usage_errors(exported):
     model, d, _ = exported["lstm2_dense"]
     with StreamingSession(d / FILES["tflite"]) as s:

@@ -1,4 +1,22 @@
-"""Keras LSTM / GRU / SimpleRNN / Bidirectional -> ONE native ONNX LSTM / GRU / RNN op each.
+"""Keras LSTM / GRU / SimpleRNN / Bidirectional -> ONNX, in the fastest measured form per layer.
+
+Forms (:func:`choose_lowering`; ``extra["onnx_rnn_lowering"]`` forces one; the choice goes into
+the manifest as ``recurrent_lowering``):
+
+* ``native``: ONE ONNX LSTM / GRU / RNN op (both directions of a Bidirectional in it).
+* ``scan``: the input projection of every step as one MatMul (x @ W^T + biases, biases that do
+  not meet GRU's reset gate folded in), then one ``Scan`` whose body holds only the recurrent
+  Gemm and the gate maths, with ``sequence_lens`` semantics (state frozen past a row's length).
+  It produces what the native op does (Y, Y_h, Y_c), so everything around it is shared.
+* ``if``: ``If(batch <= N)`` with the native op in one branch and the Scan in the other.
+
+Why (benchmarks/onnx_lowerings.py, onnxruntime 1.32 CPU): the deep_cpu LSTM/GRU kernels apply
+MLAS-vectorised activations per row and were the fastest form at every batch (1-128) and size
+(32-256 units). The RNN kernel (onnxruntime/core/providers/cpu/rnn/rnn.cc) calls its activation
+through a ``std::function`` once per element (ApplyActivationToBatches: clip + scalar tanh, one
+thread), and calls ``math::Gemm`` with the transposed, unpacked R at every step; the Scan's Tanh
+is one vectorised MLAS call and its Gemm uses a pre-packed constant. The per-element cost (~25 ns
+here) only loses to the Scan's per-step overhead (~1.5 us) while batch x units <= ~48.
 
 Weights: Keras LSTM gates (i, f, c, o) -> ONNX (i, o, f, c); GRU (z, r, h) keeps its order;
 kernel (in, G*H) -> W (dirs, G*H, in); recurrent_kernel -> R; bias -> B = [Wb, Rb]
