@@ -171,6 +171,9 @@ def test_onnx_step_graph_is_native_ops(exported):
     assert attrs["activation_beta"][0] == pytest.approx(0.5)
     x = mp.graph.input[0].type.tensor_type.shape.dim
     assert x[0].dim_param == "batch" and x[1].dim_value == F
+    # SimpleRNN: two Gemm and its activation, no RNN op (its kernel is slow: converters/onnx/recurrent.py)
+    ops = [n.op_type for n in onnx.load(str(exported["simple_rnn"][1] / FILES["onnx"])).graph.node]
+    assert "RNN" not in ops and ops.count("Gemm") == 3 and ops.count("Tanh") == 1, ops
 
 
 def test_tflite_step_is_builtin_ops_without_loops(exported):

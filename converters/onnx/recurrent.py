@@ -15,7 +15,7 @@ MLAS-vectorised activations per row and were the fastest form at every batch (1-
 (32-256 units). The RNN kernel (onnxruntime/core/providers/cpu/rnn/rnn.cc) calls its activation
 through a ``std::function`` once per element (ApplyActivationToBatches: clip + scalar tanh, one
 thread), and calls ``math::Gemm`` with the transposed, unpacked R at every step; the Scan's Tanh
-is one vectorised MLAS call and its Gemm uses a pre-packed constant. The per-element cost (~25 ns
+is one vectorised MLAS call and its Gemm takes R^T as a constant initializer. The per-element cost (~25 ns
 here) only loses to the Scan's per-step overhead (~1.5 us) while batch x units <= ~48.
 
 Weights: Keras LSTM gates (i, f, c, o) -> ONNX (i, o, f, c); GRU (z, r, h) keeps its order;
