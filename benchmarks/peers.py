@@ -273,32 +273,47 @@ def streaming_rows(model, out: Path, full_onnx: bytes, threads: int) -> dict:
 
 
 def plot(result: dict, path: Path) -> Path:
+    """One panel per batch size (p50 per model and runtime) and one for streaming."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     batches = sorted({r["batch"] for r in result["rows"]})
-    fig, axes = plt.subplots(1, len(batches), figsize=(6 * len(batches), 5), squeeze=False)
+    stream = {m: s for m, s in result["streaming"].items() if "p50_ms" in s}
+    n = len(batches) + bool(stream)
+    fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 5), squeeze=False)
     colors = {"keras": "#999999", "tf2onnx": "#e69f00", "rnnedge_onnx": "#0072b2", "bare_op": "#56b4e9",
               "rnnedge_tflite": "#009e73"}
-    for ax, b in zip(axes[0], batches):
-        rows = [r for r in result["rows"] if r["batch"] == b]
-        ys = np.arange(len(rows))
-        h = 0.8 / len(COLUMNS)
-        for j, c in enumerate(COLUMNS):
-            vals = [r["p50_ms"].get(c, np.nan) for r in rows]
-            ax.barh(ys + j * h, vals, height=h, color=colors[c], label=c.replace("_", " "))
+
+    def bars(ax, labels, series, title):
+        ys = np.arange(len(labels))
+        h = 0.8 / len(series)
+        for j, (name, vals, color) in enumerate(series):
+            ax.barh(ys + j * h, vals, height=h, color=color, label=name)
         ax.set_yticks(ys + 0.4 - h / 2)
-        ax.set_yticklabels([MODELS[r["model"]] for r in rows], fontsize=8)
+        ax.set_yticklabels(labels, fontsize=8)
         ax.invert_yaxis()
         ax.set_xscale("log")
         ax.set_xlabel("p50 latency, ms (log)")
-        ax.set_title(f"batch {b}, T={T}, {F} features")
+        ax.set_title(title, fontsize=10)
         ax.grid(axis="x", alpha=0.3)
-    axes[0][0].legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
+
+    for ax, b in zip(axes[0], batches):
+        rows = [r for r in result["rows"] if r["batch"] == b]
+        bars(ax, [MODELS[r["model"]] for r in rows],
+             [(c.replace("_", " "), [r["p50_ms"].get(c, np.nan) for r in rows], colors[c]) for c in COLUMNS],
+             f"batch {b}, T={T}, {F} features")
+    if stream:
+        keys = [("step_onnx", "ORT step", "#0072b2"), ("window_onnx", f"ORT {T}-step window", "#56b4e9"),
+                ("step_tflite", "LiteRT step", "#009e73"), ("window_tflite", f"LiteRT {T}-step window", "#8fd9b6")]
+        bars(axes[0][-1], [MODELS[m] for m in stream],
+             [(label, [s["p50_ms"].get(k, np.nan) for s in stream.values()], c) for k, label, c in keys],
+             "streaming, batch 1: one step vs the window")
     fig.suptitle(f"rnnedge vs peers on {platform.processor() or platform.machine()} "
-                 f"({os.cpu_count()} CPUs; onnxruntime {result['versions'].get('onnxruntime')})", fontsize=10)
+                 f"({os.cpu_count()} CPUs; onnxruntime {result['versions'].get('onnxruntime')}; "
+                 f"threads {result['threads']})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
