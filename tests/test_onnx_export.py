@@ -257,7 +257,8 @@ def built(case: str):
         keras.utils.set_random_seed(1)
         model = CASES[case]()
         _randomize_biases(model)
-        mp, info = convert_model(model, ExportOptions())
+        # the native-op form of every layer (tests/test_onnx_lowerings.py covers the other forms)
+        mp, info = convert_model(model, ExportOptions(extra={"onnx_rnn_lowering": "native"}))
         sess = ort.InferenceSession(mp.SerializeToString(), providers=["CPUExecutionProvider"])
         _BUILT[case] = (model, sess, info, mp)
     return _BUILT[case]

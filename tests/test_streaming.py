@@ -171,6 +171,9 @@ def test_onnx_step_graph_is_native_ops(exported):
     assert attrs["activation_beta"][0] == pytest.approx(0.5)
     x = mp.graph.input[0].type.tensor_type.shape.dim
     assert x[0].dim_param == "batch" and x[1].dim_value == F
+    # SimpleRNN: two Gemm and its activation, no RNN op (its kernel is slow: converters/onnx/recurrent.py)
+    ops = [n.op_type for n in onnx.load(str(exported["simple_rnn"][1] / FILES["onnx"])).graph.node]
+    assert "RNN" not in ops and ops.count("Gemm") == 3 and ops.count("Tanh") == 1, ops
 
 
 def test_tflite_step_is_builtin_ops_without_loops(exported):
@@ -206,6 +209,46 @@ def test_unbatched_steps_and_state_restore(exported):
         s.state = saved                                         # rewind to after step 3
         np.testing.assert_allclose(s.run(x[0, 3:]), rest, atol=0)
         np.testing.assert_allclose(np.concatenate([np.stack(ys), rest]), ref, atol=TOL)
+
+
+def test_onnx_steps_run_on_bound_buffers(exported):
+    """On onnxruntime each batch size gets one FeedbackLoop (preallocated, bound buffers): the steps
+    equal plain session.run calls fed the previous state, and a returned output is the caller's own."""
+    from rnnedge.runtime import open_runner
+    from rnnedge.runtime.onnx import FeedbackLoop
+
+    model, d, _ = exported["mixed_gru_lstm"]
+    x = _sequence(model, 2, seed=5)
+    with open_runner(d / FILES["onnx"]) as plain, StreamingSession(d / FILES["onnx"]) as s:
+        names = [i.name for i in plain.inputs]
+        state = {n: np.zeros((2, i.shape[-1]), np.float32) for n, i in zip(names[1:], plain.inputs[1:])}
+        ys = []
+        for t in range(T):
+            y = s.step(x[:, t])
+            out = plain.run({names[0]: x[:, t], **state})
+            state = {n: out[n + "_out"] for n in state}
+            np.testing.assert_array_equal(y, out[plain.outputs[0].name])
+            ys.append(y)
+        loop = s._loops[2]
+        assert isinstance(loop, FeedbackLoop) and set(s._loops) == {2}
+        out_buf = loop.outputs[s.layout["output"]]
+        assert not any(np.shares_memory(y, out_buf) for y in ys)  # copies, not the reused buffer
+        assert len({y.tobytes() for y in ys}) == T
+        s.reset()
+        s.step(x[:1, 0])                                        # another batch size: another loop
+        assert set(s._loops) == {1, 2}
+
+
+def test_feedback_loop_errors(exported):
+    from rnnedge.runtime import open_runner
+
+    d = exported["lstm2_dense"][1]
+    with open_runner(d / FILES["onnx"]) as r:
+        with pytest.raises(UsageError, match="no tensor"):
+            r.feedback_loop(1, {"nope_out": "nope"})
+        loop = r.feedback_loop(3, {"enc__h_out": "enc__h", "enc__c_out": "enc__c",
+                                   "dec__h_out": "dec__h", "dec__c_out": "dec__c"})
+        assert loop.inputs["series"].shape == (3, F) and loop.state["enc__h"].shape == (3, 4)
 
 
 def test_session_usage_errors(exported):

@@ -159,6 +159,7 @@ def conversion_facts(info: dict, converter: str) -> dict:
         "versions": package_versions("onnx", "onnxruntime", "keras", "tensorflow",
                                      *(("tf2onnx",) if fallback else ())),
         "layers": info["layers"],
+        "recurrent_lowering": info["recurrent_lowering"],
     }
     if info.get("stateful_layers"):
         facts["state"] = {

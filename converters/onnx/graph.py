@@ -213,6 +213,8 @@ class ConversionContext:
     # Dense/Conv outputs with a linear activation: tensor -> how to rebuild them with folded
     # weights (BatchNormalization after them folds in, converters.onnx.layers)
     linear: dict = field(default_factory=dict)
+    # one record per recurrent layer: which lowering it got and why (manifest: recurrent_lowering)
+    recurrent: list = field(default_factory=list)
 
     @property
     def opset(self) -> int:
@@ -524,6 +526,7 @@ def convert_model(model, options: ExportOptions | None = None):
         "notes": ctx.notes,
         "layers": [{"name": n, **p} for n, p in ctx.paths.items()],
         "stateful_layers": _stateful_layers(fm),
+        "recurrent_lowering": ctx.recurrent,
         "opset": opset,
         "ir_version": int(mp.ir_version),
     }

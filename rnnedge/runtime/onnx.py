@@ -251,6 +251,15 @@ class OnnxRunner(Runner):
         self.info["device_to_host_ms"] = (time.perf_counter() - t0) * 1e3
         return dict(zip(self._out_names, outs))
 
+    # -- repeated runs on preallocated buffers (streaming) -------------------
+    def feedback_loop(self, batch: int, feedback: dict[str, str]) -> "FeedbackLoop":
+        """A :class:`FeedbackLoop` over this session at ``batch`` rows; ``feedback`` maps each
+        output that feeds an input on the next run (a recurrent state) to that input's name.
+        Raises UsageError when a buffer cannot be preallocated (a free axis other than the
+        batch, or a non-CPU device)."""
+        self.load()
+        return FeedbackLoop(self, batch, feedback)
+
     # -- node placement ----------------------------------------------------
     def node_placement(self, feeds: dict[str, np.ndarray]) -> dict:
         """Run once in a profiling session; count the nodes each EP ran.
@@ -298,3 +307,74 @@ class OnnxRunner(Runner):
             )
         self.info.update(result)
         return result
+
+
+class FeedbackLoop:
+    """Run an onnxruntime session again and again on preallocated, bound numpy buffers.
+
+    Every input and output is a numpy array allocated once and bound with an
+    :class:`onnxruntime.IOBinding` (``OrtValue.ortvalue_from_numpy`` shares the array's
+    memory on the CPU), so a run copies nothing in or out and allocates no result arrays.
+    Outputs that feed inputs back (``feedback``: output name -> input name, e.g. a step
+    model's ``lstm__h_out`` -> ``lstm__h``) ping-pong between two buffer sets, with one
+    prebuilt binding per direction: the run reads :attr:`state` and writes the next state
+    into the other set, and :attr:`state` points at it afterwards.
+
+    Write the other inputs into :attr:`inputs` (``np.copyto``), call :meth:`run`, read
+    :attr:`outputs`. Arrays are reused by the next run: copy what you keep.
+    Shapes: the runner's input/output shapes with axis 0 set to ``batch``.
+    """
+
+    def __init__(self, runner: OnnxRunner, batch: int, feedback: dict[str, str]):
+        ort, sess = runner._ort, runner.session
+        if runner.device != "cpu":
+            raise UsageError(f"FeedbackLoop binds host memory; this session runs on {runner.device}")
+        infos = {t.name: t for t in runner.inputs + runner.outputs}
+        missing = [n for n in list(feedback) + list(feedback.values()) if n not in infos]
+        if missing:
+            raise UsageError(f"{runner.path}: no tensor(s) {missing}")
+
+        def alloc(name: str) -> np.ndarray:
+            t = infos[name]
+            dims = [int(batch)] + list(t.shape[1:])
+            if any(not isinstance(d, int) or d < 0 for d in dims):
+                raise UsageError(f"{runner.path}: {name} has a free axis other than the batch {t.shape}")
+            return np.zeros(dims, dtype=np.dtype(t.dtype))
+
+        fed = set(feedback.values())
+        self.batch = int(batch)
+        self.inputs = {t.name: alloc(t.name) for t in runner.inputs if t.name not in fed}
+        self.outputs = {t.name: alloc(t.name) for t in runner.outputs if t.name not in feedback}
+        self._sets = [{n: alloc(n) for n in fed}, {n: alloc(n) for n in fed}]
+        self._values = []  # the OrtValues must live as long as the bindings
+        self._bindings = []
+        for k in (0, 1):
+            b = sess.io_binding()
+            for n, a in list(self.inputs.items()) + list(self._sets[k].items()):
+                b.bind_ortvalue_input(n, self._value(ort, a))
+            for n, a in self.outputs.items():
+                b.bind_ortvalue_output(n, self._value(ort, a))
+            for out, inp in feedback.items():
+                b.bind_ortvalue_output(out, self._value(ort, self._sets[1 - k][inp]))
+            self._bindings.append(b)
+        self._k = 0
+        self._run = sess.run_with_iobinding
+        self.path = runner.path
+
+    def _value(self, ort, a: np.ndarray):
+        v = ort.OrtValue.ortvalue_from_numpy(a)
+        self._values.append(v)
+        return v
+
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        """The fed-back inputs of the next run (input name -> its bound array)."""
+        return self._sets[self._k]
+
+    def run(self) -> None:
+        """One run: reads :attr:`inputs` and :attr:`state`, writes :attr:`outputs` and the next state."""
+        try:
+            self._run(self._bindings[self._k])
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own exception types
+            raise RnnedgeError(f"{self.path}: onnxruntime failed to run: {_first_line(e)}") from None
+        self._k ^= 1

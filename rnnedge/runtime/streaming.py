@@ -103,7 +103,23 @@ class StreamingSession:
         self._dtype = np.dtype(self.layout["input_dtype"])
         self._state: dict[str, np.ndarray] | None = None
         self.steps = 0
+        # onnxruntime on the CPU: bound, preallocated buffers (one FeedbackLoop per batch size)
+        self._loops: dict[int, object] | None = {} if hasattr(self.runner, "feedback_loop") else None
         self._invoke = self._fast_path() or self.runner.run
+
+    def _loop(self, batch: int):
+        """The runner's FeedbackLoop for ``batch`` (built on first use), or None when it has none."""
+        if self._loops is None:
+            return None
+        lp = self._loops.get(batch)
+        if lp is None:
+            try:
+                lp = self.runner.feedback_loop(batch, {o: n for n, o, _ in self._states})
+            except UsageError:  # e.g. a free axis besides the batch, or a GPU session
+                self._loops = None
+                return None
+            self._loops[batch] = lp
+        return lp
 
     def _fast_path(self):
         """Call the runtime directly (the runner's checks cost as much as a small step).
@@ -215,6 +231,17 @@ class StreamingSession:
         elif next(iter(self._state.values())).shape[0] != batch:
             raise UsageError(f"batch changed from {next(iter(self._state.values())).shape[0]} to {batch} "
                              "mid-sequence; call reset() first")
+        lp = self._loop(batch)
+        if lp is not None:  # no allocation per step: write into the bound buffers, run, read
+            if lp.state is not self._state:  # a state from outside (first step, reset, setter)
+                for n, v in self._state.items():
+                    np.copyto(lp.state[n], v)
+            np.copyto(lp.inputs[self._in], x)
+            lp.run()
+            self._state = lp.state
+            self.steps += 1
+            y = lp.outputs[self._out]
+            return y[0].copy() if single else y.copy()  # the buffer is reused by the next step
         feeds = {self._in: x}
         feeds.update(self._state)
         out = self._invoke(feeds)
