@@ -302,6 +302,12 @@ def _float_notes(src_ops: dict, dst_ops: dict, mode: str) -> list[str]:
                         "onnxruntime has no quantized kernel for it" if dst_ops.get("DequantizeLinear")
                    else "not quantized (weights too small to gain)")
             notes.append(f"{dst_ops[op]} {op} op(s) {why}")
+    for op in ("Scan", "If"):  # converters.onnx.recurrent's SimpleRNN lowerings
+        if dst_ops.get(op) and mode != "fp16":
+            why = ("weights of its body stored int8 (per-output-channel DequantizeLinear in the main graph, "
+                   "run once per call), computed in float32" if dst_ops.get("DequantizeLinear")
+                   else "body weights left float (too small to gain)")
+            notes.append(f"{dst_ops[op]} {op} op(s) (SimpleRNN lowering): {why}")
     if src_ops.get("Loop") and mode != "fp16":
         notes.append(f"{src_ops['Loop']} Loop op(s) (tf2onnx recurrent loop) left float: "
                      "onnxruntime does not quantize weights passed into a Loop")
@@ -443,9 +449,9 @@ def _recurrent_weights_int8(model) -> dict:
         return {"recurrent_weights": {"skipped": str(e)}}
     if not rw["weights"]:
         return {}
-    ops = sorted({w["op"] for w in rw["weights"]})
+    ops = sorted({f"{w['container']}/{w['op']}" if w.get("container") else w["op"] for w in rw["weights"]})
     return {"recurrent_weights": {
-        "method": "int8 per output channel (axis 1) + DequantizeLinear; computed in float32",
+        "method": "int8 per output channel + DequantizeLinear (outside Scan/If bodies); computed in float32",
         "ops": ops, "tensors": len(rw["weights"]),
         "max_abs_weight_error": max(w["max_abs_error"] for w in rw["weights"]),
         "onnxruntime_load": "kept int8 by default (DequantizeLinear runs every call); the session option "
@@ -454,12 +460,21 @@ def _recurrent_weights_int8(model) -> dict:
 
 
 def _onnx_weight_bytes(model) -> dict[str, int]:
-    """Bytes of initializers of rank >= 2 (weights) per element type name: ``{"float32": n, "int8": m}``."""
+    """Bytes of initializers of rank >= 2 (weights), subgraph bodies included, per element type name:
+    ``{"float32": n, "int8": m}``."""
     import numpy as np
     from onnx import helper
 
+    from converters.onnx.quantize import _subgraphs
+
+    def initializers(graph):  # main graph and Scan/If/Loop bodies (converters.onnx.recurrent)
+        yield from graph.initializer
+        for node in graph.node:
+            for sub in _subgraphs(node):
+                yield from initializers(sub)
+
     out: dict[str, int] = {}
-    for t in model.graph.initializer:
+    for t in initializers(model.graph):
         if len(t.dims) < 2:
             continue
         dt = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type))

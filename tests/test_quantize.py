@@ -308,20 +308,36 @@ def test_onnx_int8_gru_and_rnn_weights_are_int8_dequantized_per_output_channel(r
     assert ratio <= 0.35, ratio
     assert res["model.int8.onnx"]["quantization"]["ratio"] == pytest.approx(ratio, abs=1e-4)
     m, producer, inits = _onnx_producers(d / "model.int8.onnx")
+    q = res["model.int8.onnx"]["quantization"]
+    if kind == "rnn":  # SimpleRNN(192) is lowered to MatMul + Scan (converters.onnx.recurrent)
+        scan = [n for n in m.graph.node if n.op_type == "Scan"]
+        assert len(scan) == 1 and not any(n.op_type == "RNN" for n in m.graph.node)
+        body = next(a.g for a in scan[0].attribute if a.name == "body")
+        assert not any(t.data_type == TensorProto.FLOAT and np.prod(t.dims) >= 256 for t in body.initializer)
+        # the step's recurrent weight R^T [H, H] is read from the main graph's DequantizeLinear
+        dq = [producer[i] for n in body.node for i in n.input if i in producer]
+        assert [x.op_type for x in dq] == ["DequantizeLinear"]
+        qt = inits[dq[0].input[0]]
+        assert qt.data_type == TensorProto.INT8 and list(qt.dims) == [192, 192]
+        assert q["recurrent_weights"]["ops"] and all(o.startswith("Scan/") for o in q["recurrent_weights"]["ops"])
+        assert any(n.op_type == "MatMulInteger" for n in m.graph.node)  # the hoisted input projection
+        big_float = [t.name for t in m.graph.initializer
+                     if t.data_type == TensorProto.FLOAT and len(t.dims) >= 2 and np.prod(t.dims) >= 256]
+        assert big_float == []
+        return
     rec = [n for n in m.graph.node if n.op_type == RECURRENT_OP[kind]]
     assert len(rec) == 1  # still the native op, computed in float32
     hidden = next(a.i for a in rec[0].attribute if a.name == "hidden_size")
-    gates = 3 if kind == "gru" else 1
-    for idx, k in ((1, 8 if kind == "gru" else 1), (2, hidden)):  # W [1, G*H, I], R [1, G*H, H]
+    gates = 3
+    for idx, k in ((1, 8), (2, hidden)):  # W [1, G*H, I], R [1, G*H, H]
         dq = producer[rec[0].input[idx]]
         assert dq.op_type == "DequantizeLinear" and next(a.i for a in dq.attribute if a.name == "axis") == 1
-        q, scale = inits[dq.input[0]], numpy_helper.to_array(inits[dq.input[1]])
-        assert q.data_type == TensorProto.INT8 and list(q.dims) == [1, gates * hidden, k]
+        qt, scale = inits[dq.input[0]], numpy_helper.to_array(inits[dq.input[1]])
+        assert qt.data_type == TensorProto.INT8 and list(qt.dims) == [1, gates * hidden, k]
         assert scale.shape == (gates * hidden,) and (scale > 0).all() and np.unique(scale).size > 1
     big_float = [t.name for t in m.graph.initializer
                  if t.data_type == TensorProto.FLOAT and len(t.dims) >= 2 and np.prod(t.dims) >= 256]
     assert big_float == [rec[0].input[3]]  # only the bias B [1, 2*G*H] stays float32
-    q = res["model.int8.onnx"]["quantization"]
     assert q["recurrent_weights"]["ops"] == [RECURRENT_OP[kind]] and q["recurrent_weights"]["tensors"] == 2
     assert any(RECURRENT_OP[kind] in n and "int8" in n for n in q["notes"])
 
@@ -374,7 +390,7 @@ def _scale_onnx_weight(path, factor):
     from onnx import numpy_helper
 
     m, _, inits = _onnx_producers(path)
-    s = next(t for n, t in inits.items() if n.endswith("/R_scale"))
+    s = next(t for n, t in inits.items() if n.endswith(("/R_scale", "/R_T_scale")))
     s.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(s) * np.float32(factor), s.name))
     onnx.save(m, str(path))
 

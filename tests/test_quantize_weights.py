@@ -43,6 +43,18 @@ def _inputs(model, rng):
     return rng.uniform(-1, 1, size=(2, T, model.inputs[0].shape[-1])).astype("float32")
 
 
+def _all_graphs(graph):
+    yield graph
+    for n in graph.node:
+        for a in n.attribute:
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                yield from _all_graphs(sub)
+
+
+def _all_nodes(graph):
+    return [n for g in _all_graphs(graph) for n in g.node]
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_onnx_recurrent_weights_int8(models, name):
     from converters.onnx.exporter import build_onnx
@@ -57,13 +69,22 @@ def test_onnx_recurrent_weights_int8(models, name):
     want = run(mp)
     q, facts = quantize_recurrent_weights(onnx.ModelProto.FromString(mp.SerializeToString()))
     producer = {o: n for n in q.graph.node for o in n.output}
-    rec = [n for n in q.graph.node if n.op_type in ("LSTM", "GRU", "RNN")]
-    assert rec and len(facts["weights"]) == 2 * len(rec)
+    nodes = _all_nodes(q.graph)  # a small SimpleRNN is an If (native RNN | MatMul + Scan): bodies too
+    rec = [n for n in nodes if n.op_type in ("LSTM", "GRU", "RNN")]
+    assert rec and len(facts["weights"]) >= 2 * len(rec)
     for n in rec:
         for idx in (1, 2):
             assert producer[n.input[idx]].op_type == "DequantizeLinear", (n.name, idx)
+    bodies = [n for n in nodes if n.op_type == "Scan"]
+    for n in bodies:  # the step's recurrent weight comes from the main graph's DequantizeLinear
+        body = next(a.g for a in n.attribute if a.name == "body")
+        assert any(producer.get(i) is not None and producer[i].op_type == "DequantizeLinear"
+                   for b in body.node for i in b.input), n.name
+    assert not any(t.data_type == onnx.TensorProto.FLOAT and np.prod(t.dims) >= 16 and len(t.dims) >= 2
+                   for g in list(_all_graphs(q.graph))[1:] for t in g.initializer
+                   if not t.name.endswith(("/b", "/B")))  # bodies: every weight int8, biases float
     int8 = [t for t in q.graph.initializer if t.data_type == onnx.TensorProto.INT8]
-    assert len(int8) == 2 * len(rec) and len(q.SerializeToString()) < len(mp.SerializeToString())
+    assert len(int8) == len(facts["weights"]) and len(q.SerializeToString()) < len(mp.SerializeToString())
     got = run(q)
     err = float(np.max(np.abs(got - want)))
     assert 0 < err < 0.03, err  # quantized, and close to the float file

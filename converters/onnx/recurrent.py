@@ -244,14 +244,15 @@ def _scan_projection(g, kind, c, x, hint) -> list[str]:
     return outs
 
 
-def _scan_cell(b, kind, c, h_prev, c_prev, xs) -> tuple[str, str | None]:
-    """One step of one direction inside the Scan body ``b``: returns (h, c)."""
+def _scan_cell(b, kind, c, h_prev, c_prev, xs, hint: str = "rnn") -> tuple[str, str | None]:
+    """One step of one direction inside the Scan body ``b``: returns (h, c). The recurrent weights
+    are named ``<hint>/R_T`` (weight-only int8 finds them by name in tests)."""
     H = c["H"]
     R, B, acts = c["R"], c["B"], c["acts"]
     if kind == "RNN":
-        return _act(b, acts[0], b.op("Gemm", [h_prev, b.const(np.ascontiguousarray(R.T)), xs[0]])), None
+        return _act(b, acts[0], b.op("Gemm", [h_prev, b.const(np.ascontiguousarray(R.T), hint=f"{hint}/R_T"), xs[0]])), None
     if kind == "LSTM":  # ONNX gate order i, o, f, c
-        z = b.op("Gemm", [h_prev, b.const(np.ascontiguousarray(R.T)), xs[0]])
+        z = b.op("Gemm", [h_prev, b.const(np.ascontiguousarray(R.T), hint=f"{hint}/R_T"), xs[0]])
         ifo, cc = b.op("Split", [z, b.i64([3 * H, H])], n_out=2, axis=1)
         i, o, f = b.op("Split", [_act(b, acts[0], ifo), b.i64([H, H, H])], n_out=3, axis=1)
         c_new = b.op("Add", [b.op("Mul", [f, c_prev]), b.op("Mul", [i, _act(b, acts[1], cc)])])
@@ -260,17 +261,17 @@ def _scan_cell(b, kind, c, h_prev, c_prev, xs) -> tuple[str, str | None]:
     lbr = bool(c["attrs"].get("linear_before_reset"))
     rb_n = np.zeros(H, np.float32) if B is None else np.ascontiguousarray(B[5 * H:6 * H])
     if lbr:
-        hr = b.op("Gemm", [h_prev, b.const(np.ascontiguousarray(R.T)),
+        hr = b.op("Gemm", [h_prev, b.const(np.ascontiguousarray(R.T), hint=f"{hint}/R_T"),
                            b.const(np.concatenate([np.zeros(2 * H, np.float32), rb_n]))])
         hzr, hn = b.op("Split", [hr, b.i64([2 * H, H])], n_out=2, axis=1)
     else:
-        hzr = b.op("MatMul", [h_prev, b.const(np.ascontiguousarray(R[:2 * H].T))])
+        hzr = b.op("MatMul", [h_prev, b.const(np.ascontiguousarray(R[:2 * H].T), hint=f"{hint}/R_T")])
     zr = _act(b, acts[0], b.op("Add", [xs[0], hzr]))
     zg, rg = b.op("Split", [zr, b.i64([H, H])], n_out=2, axis=1)
     if lbr:
         pre = b.op("Add", [xs[1], b.op("Mul", [rg, hn])])
     else:
-        pre = b.op("Gemm", [b.op("Mul", [rg, h_prev]), b.const(np.ascontiguousarray(R[2 * H:].T)), xs[1]])
+        pre = b.op("Gemm", [b.op("Mul", [rg, h_prev]), b.const(np.ascontiguousarray(R[2 * H:].T), hint=f"{hint}/R_T"), xs[1]])
     n = _act(b, acts[1], pre)
     return b.op("Add", [n, b.op("Mul", [zg, b.op("Sub", [h_prev, n])])]), None
 
@@ -331,7 +332,8 @@ def _scan_core(g, kind, cw, x_tm, lens, init, direction, need_y, need_c, hint, x
     b_mask = [b.unique(f"{hint}/scan/valid{d}") for d in range(ndir)] if step_mask else []
     st_out, y_out = [], []
     for d in range(ndir):
-        hn, cn = _scan_cell(b, kind, cw[d], b_states[d][0], b_states[d][1] if ns == 2 else None, b_xs[d])
+        hn, cn = _scan_cell(b, kind, cw[d], b_states[d][0], b_states[d][1] if ns == 2 else None, b_xs[d],
+                            hint=f"{hint}/{'fb'[d]}" if ndir == 2 else hint)
         new = [hn] + ([cn] if ns == 2 else [])
         if step_mask:  # past a row's length the state stays (ONNX sequence_lens semantics)
             new = [b.op("Where", [b_mask[d], v, old]) for v, old in zip(new, b_states[d])]
