@@ -14,8 +14,8 @@ def _shape(t) -> list:
 def inspect_model(source) -> dict[str, Any]:
     """Layers of ``source`` (spec, preset, ``.keras``, or an export folder: its ``reference.keras``
     plus, per layer, the path that converted it in every artifact that records one)."""
-    if isinstance(source, (str, Path)) and Path(source).is_dir():
-        return inspect_export(Path(source))
+    if isinstance(source, (str, Path)) and Path(source).is_dir() and (Path(source) / "manifest.json").is_file():
+        return inspect_export(Path(source))  # an export folder (a TF.js model's folder is a model)
     from rnnedge.models import resolve
 
     lm = resolve(source)

@@ -46,8 +46,13 @@ def test_layer_parity_and_ops(name):
     case = CASES[name]
     model, sess, info = built(name)
     ops = info["op_types"]
-    assert sum(ops.get(k, 0) for k in RECURRENT_OPS) == case.rnn_ops, ops
-    assert ("Loop" in ops) == case.loop and "Scan" not in ops, ops
+    # every recurrent layer (or stacked cell) is one lowering of converters.onnx.recurrent: the native
+    # op, or for SimpleRNN its MatMul + Scan / If forms (issue 17); never tf2onnx's Loop
+    lowered = info["recurrent_lowering"]
+    assert len(lowered) == case.rnn_ops, lowered
+    assert sum(ops.get(k, 0) for k in RECURRENT_OPS) == sum(r["lowering"] == "native" for r in lowered), ops
+    assert ("Loop" in ops) == case.loop, ops
+    assert ("Scan" in ops or "If" in ops) == any(r["lowering"] != "native" for r in lowered), ops
     for op in case.ops:
         assert op in ops, f"{name}: no {op} in {ops}"
     for op in case.absent:

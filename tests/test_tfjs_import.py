@@ -141,8 +141,9 @@ def test_onnx_and_tflite_match_tfjs(case, tfjs_models, exports):
             err = float(np.max(np.abs(g - want)))
             assert err <= TOL, f"{case} {fmt} output {i}: max abs error {err:.3g} vs TF.js"
     kinds = {n.op_type for n in _onnx_ops(out / "model.onnx")}
-    assert "Loop" not in kinds and "Scan" not in kinds
-    assert kinds & {"LSTM", "GRU", "RNN"}
+    assert "Loop" not in kinds  # rnnedge's own recurrent lowerings (native op, or MatMul + Scan / If)
+    assert entries["model.onnx"]["recurrent_lowering"]
+    assert kinds & {"LSTM", "GRU", "RNN", "Scan", "If"}
 
 
 @needs_node
