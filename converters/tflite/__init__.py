@@ -16,6 +16,7 @@ TensorFlow is imported only inside the functions.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +201,11 @@ def _trace_checked(model, options: ExportOptions, lstm_mode: str):
             if err is not None and err <= TOL_FLOAT32:
                 traced.notes.extend(failures)
                 if T is not None and free:
-                    traced.notes.append(f"sequence length fixed to {T}: no free-length candidate matched Keras")
+                    msg = (f"sequence length fixed to {T}: no free-length TFLite candidate matched Keras "
+                           f"({'; '.join(failures)}); inputs must have exactly {T} steps (--seq-len to "
+                           "choose the length)")
+                    traced.notes.append(msg)
+                    traced.warnings.append(msg)
                 return traced, content, check
             failures.append(f"{traced.lstm_mode}, seq_len={T or 'free'}: "
                             + (f"max error {err:.2e}" if err is not None else check["error"]))
@@ -249,9 +254,12 @@ def _entry(content: bytes, traced, check: dict | None, options: ExportOptions, q
     }
     if quant == "int8":
         entry["int8_io"] = "float32 input/output (integer kernels inside, float fallback where none)"
-    w = warn_if_legacy_incompatible(compat, f"model.{quant}.tflite" if quant else "model.tflite")
-    if w:
-        entry["warning"] = w
+    name = f"model.{quant}.tflite" if quant else "model.tflite"
+    for msg in traced.warnings if quant is None else []:  # once per export, not per variant
+        warnings.warn(f"{name}: {msg}", RuntimeWarning, stacklevel=3)
+    w = warn_if_legacy_incompatible(compat, name)
+    if traced.warnings or w:
+        entry["warning"] = "; ".join(traced.warnings + ([w] if w else []))
     return entry
 
 

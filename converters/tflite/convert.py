@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from converters.tflite.rewrite import order_io, stateless_variables, unclip_fused_lstm
 from rnnedge.errors import ConversionError, UsageError
 
 LSTM_MODES = ("auto", "while", "fused", "unroll")
@@ -50,6 +51,7 @@ class Traced:
     seq_len: int | None
     lstm_mode: str
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # also in notes; the CLI prints these
 
 
 # --------------------------------------------------------------------- fused LSTM hook
@@ -120,6 +122,50 @@ def _fused_lstm_hook(stats: dict):
         yield
     finally:
         kb.lstm = original
+
+
+@contextlib.contextmanager
+def _time_distributed_over_time():
+    """While tracing, ``TimeDistributed`` with a free time axis maps its layer over the time steps.
+
+    Keras 3.15's ``TimeDistributed.call`` takes ``ops.shape(inputs)`` *before* moving time to the
+    front, then maps over ``arange(shape[0])``: the batch size, not the number of steps. In a graph
+    with a free time axis (our trace) every step then gets step 0's result (BiLSTM -> TimeDistributed
+    (Dense) was 0.27..0.55 off at T=6); eager Keras has a static time axis and loops correctly.
+    Here the layer runs on ``gather(x, t)`` for t in ``range(steps)`` under ``tf.vectorized_map``
+    (gather vectorizes to builtin ops; ``x[t]`` would need TensorList ops, i.e. Flex). A static
+    time axis keeps Keras's own path.
+    """
+    import tensorflow as tf
+    from keras.layers import TimeDistributed
+
+    original = TimeDistributed.call
+
+    def call(self, inputs, training=None, mask=None):
+        if inputs.shape[1] is not None:
+            return original(self, inputs, training=training, mask=mask)
+
+        def time_first(t):
+            return tf.transpose(t, [1, 0] + list(range(2, t.shape.rank)))
+
+        x = time_first(inputs)
+        m = None if mask is None else time_first(mask)
+
+        def step(t):
+            kwargs = {}
+            if self.layer._call_has_mask_arg and m is not None:
+                kwargs["mask"] = tf.gather(m, t)
+            if self.layer._call_has_training_arg:
+                kwargs["training"] = training
+            return self.layer.call(tf.gather(x, t), **kwargs)
+
+        return time_first(tf.vectorized_map(step, tf.range(tf.shape(x)[0])))
+
+    TimeDistributed.call = call
+    try:
+        yield
+    finally:
+        TimeDistributed.call = original
 
 
 # --------------------------------------------------------------------- unroll
@@ -218,9 +264,10 @@ def trace(model, *, batch_size: int = 1, seq_len: int | None = None, lstm_mode: 
     fn = tf.function(call, input_signature=specs, autograph=False)
     stats: dict = {}
     used_mode = lstm_mode
-    if lstm_mode in ("auto", "fused") and _has_rnn(model, ("LSTM",)):
-        with _fused_lstm_hook(stats):
-            cf = fn.get_concrete_function()
+    fuse = lstm_mode in ("auto", "fused") and _has_rnn(model, ("LSTM",))
+    with _time_distributed_over_time(), (_fused_lstm_hook(stats) if fuse else contextlib.nullcontext()):
+        cf = fn.get_concrete_function()
+    if fuse:
         if lstm_mode == "fused" and not stats.get("hooked"):
             raise ConversionError(
                 "tflite_lstm='fused': no LSTM layer of this model can use the fused "
@@ -229,10 +276,8 @@ def trace(model, *, batch_size: int = 1, seq_len: int | None = None, lstm_mode: 
         if stats.get("not_fusable"):
             notes.append(f"{stats['not_fusable']} LSTM(s) not fusable (mask / activations): WHILE loop")
         used_mode = "fused" if stats.get("hooked") else "while"
-    else:
-        cf = fn.get_concrete_function()
-        if lstm_mode == "auto":
-            used_mode = "while"
+    elif lstm_mode == "auto":
+        used_mode = "while"
     return Traced(cf, names, [s.name for s in specs], out_names, sig_out, dtypes, fixed_shapes,
                   seq_len, used_mode, notes)
 
@@ -307,26 +352,7 @@ def convert(traced: Traced, model=None, *, allow_flex: bool = False, quantize: s
                 f"delegate.", layer=layer, fmt="tflite") from None
         raise ConversionError(f"TFLite conversion failed: {msg.strip().splitlines()[-1][:400]}",
                               fmt="tflite") from None
-    return content if quantize == "int8" else unclip_fused_lstm(content)
-
-
-def unclip_fused_lstm(content: bytes) -> bytes:
-    """Set ``cell_clip`` of every ``UNIDIRECTIONAL_SEQUENCE_LSTM`` to 0 (no clipping).
-
-    TFLite's Keras-LSTM fusion writes ``cell_clip=10``; Keras never clips the cell state, so a
-    trained LSTM whose cell grows past 10 (a position counter, say) diverges from Keras after
-    that step. Left as is for full int8, where the clip bounds the int16 cell state's scale.
-    """
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils as fbu
-
-    model = fbu.read_model_from_bytearray(bytearray(content))
-    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
-    changed = 0
-    for sg in model.subgraphs:
-        for op in sg.operators or []:
-            if (codes[op.opcodeIndex] == schema.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
-                    and op.builtinOptions is not None and getattr(op.builtinOptions, "cellClip", 0)):
-                op.builtinOptions.cellClip = 0.0
-                changed += 1
-    return bytes(fbu.convert_object_to_bytearray(model)) if changed else content
+    if quantize != "int8":
+        content = unclip_fused_lstm(content)
+    content = stateless_variables(content)[0]  # same result on every invoke(), no reset needed
+    return order_io(content, traced.sig_input_names, traced.sig_output_names)  # Keras order
