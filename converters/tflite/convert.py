@@ -12,9 +12,12 @@ How (measured with TF 2.21 / Keras 3.15):
 * **Fused LSTM** (``lstm_mode`` "fused"/"auto"): while tracing, Keras's ``backend.lstm`` hook (the
   one it uses for cuDNN) is replaced by a ``tf.function`` carrying the Keras 2 attributes
   ``api_implements="lstm_<uuid>"``, ``time_major``, ``go_backwards``; the TFLite converter then
-  emits ``UNIDIRECTIONAL_SEQUENCE_LSTM``. The converter only fuses when the mask is absent, the
-  activations are tanh/sigmoid and the layer's states are not used (``return_state``); otherwise
-  the function body (a normal WHILE loop) is converted, so the result is always correct.
+  emits ``UNIDIRECTIONAL_SEQUENCE_LSTM`` (time-major, see ``_make_fused_lstm``). The converter only
+  fuses when the mask is absent, the activations are tanh/sigmoid and the layer's states are not
+  used (``return_state``); otherwise the function body (a normal WHILE loop) is converted, so the
+  result is always correct. "auto" fuses at batch 1 only (``BATCHED_LSTM_REASON``).
+* After conversion, ``converters.tflite.rewrite`` makes the fused LSTM's state stateless across
+  ``invoke()`` and puts inputs/outputs in Keras order.
 * **unroll**: the model is cloned with ``unroll=True`` (needs a static sequence length).
 """
 from __future__ import annotations
@@ -32,6 +35,17 @@ from converters.tflite.rewrite import order_io, stateless_variables, unclip_fuse
 from rnnedge.errors import ConversionError, UsageError
 
 LSTM_MODES = ("auto", "while", "fused", "unroll")
+
+# "auto" at batch > 1. Measured (noisy, shared 2-core machine; rerun for figures):
+# benchmarks/tflite_while_vs_fused.py --lstm-modes, 1 thread, T=100, 32 features, median ms.
+BATCHED_LSTM_REASON = (
+    "auto at batch {batch}: WHILE, not the fused LSTM. TFLite's fused kernel multiplies each weight "
+    "matrix with one batch row at a time (tensor_utils MatrixBatchVectorMultiplyAccumulate), so its "
+    "time grows with the batch, while the WHILE loop's FULLY_CONNECTED steps take the whole batch: "
+    "LSTM(256) batch 8 fused 38 ms / WHILE 11 ms, batch 32 184 / 45 ms; 2xLSTM(256) batch 32 356 / "
+    "166 ms (unrolled 104 ms: tflite_lstm='unroll' with a fixed seq_len)")
+FUSED_LSTM_REASON = ("auto at batch 1: fused UNIDIRECTIONAL_SEQUENCE_LSTM (one kernel per layer; "
+                     "2xLSTM(256), T=100: 12 ms against 23 ms for WHILE)")
 
 
 def _sanitize(name: str) -> str:
@@ -52,10 +66,18 @@ class Traced:
     lstm_mode: str
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # also in notes; the CLI prints these
+    lstm_reason: str = ""  # why this LSTM lowering (manifest ``lstm_mode_reason``)
 
 
 # --------------------------------------------------------------------- fused LSTM hook
 def _make_fused_lstm(go_backwards: bool):
+    """A ``tf.function`` the converter fuses into one time-major UNIDIRECTIONAL_SEQUENCE_LSTM.
+
+    Time-major because TFLite's kernel (unidirectional_sequence_lstm.cc) runs a batch-major
+    input one batch row at a time (matrix-vector products, cost x batch), a time-major one all rows
+    per step (matrix-matrix): measured 4x faster at batch 32 for LSTM(256), T=100
+    (benchmarks/tflite_while_vs_fused.py --lstm-modes). ``inputs`` are (T, B, F).
+    """
     import tensorflow as tf
 
     tfrnn = importlib.import_module("keras.src.backend.tensorflow.rnn")
@@ -72,7 +94,7 @@ def _make_fused_lstm(go_backwards: bool):
             h = o * tf.tanh(c)
             return h, [h, c]
 
-        last, outs, st = tfrnn.rnn(step, inputs, [init_h, init_c], go_backwards=go_backwards)
+        last, outs, st = tfrnn.rnn(step, inputs, [init_h, init_c], go_backwards=go_backwards, time_major=True)
         return last, outs, st[0], st[1], tf.constant(0.0)
 
     # The attribute names are the ones Keras 2 used; TFLite's prepare-composite-functions pass
@@ -80,7 +102,7 @@ def _make_fused_lstm(go_backwards: bool):
     return tf.function(standard_lstm, autograph=False, experimental_attributes={
         "api_implements": "lstm_" + str(uuid.uuid4()),
         "api_preferred_device": "CPU",
-        "time_major": False,
+        "time_major": True,
         "go_backwards": bool(go_backwards),
     })
 
@@ -111,9 +133,9 @@ def _fused_lstm_hook(stats: dict):
         k = val(kernel)
         b = val(bias) if bias is not None else tf.zeros([k.shape[1]], k.dtype)
         fn = _make_fused_lstm(bool(go_backwards))
-        last, outs, h, c, _ = fn(inputs, initial_state_h, initial_state_c, k, val(recurrent_kernel), b)
-        if not return_sequences:
-            outs = tf.expand_dims(last, 1)
+        last, outs, h, c, _ = fn(tf.transpose(inputs, [1, 0, 2]), initial_state_h, initial_state_c, k,
+                                 val(recurrent_kernel), b)
+        outs = tf.transpose(outs, [1, 0, 2]) if return_sequences else tf.expand_dims(last, 1)
         stats["hooked"] = stats.get("hooked", 0) + 1
         return last, outs, [h, c]
 
@@ -263,8 +285,12 @@ def trace(model, *, batch_size: int = 1, seq_len: int | None = None, lstm_mode: 
 
     fn = tf.function(call, input_signature=specs, autograph=False)
     stats: dict = {}
+    has_lstm = _has_rnn(model, ("LSTM",))
+    reason = f"asked (tflite_lstm={lstm_mode!r})" if has_lstm and lstm_mode != "auto" else ""
+    if lstm_mode == "auto" and has_lstm and batch_size > 1:
+        lstm_mode, reason = "while", BATCHED_LSTM_REASON.format(batch=batch_size)
     used_mode = lstm_mode
-    fuse = lstm_mode in ("auto", "fused") and _has_rnn(model, ("LSTM",))
+    fuse = lstm_mode in ("auto", "fused") and has_lstm
     with _time_distributed_over_time(), (_fused_lstm_hook(stats) if fuse else contextlib.nullcontext()):
         cf = fn.get_concrete_function()
     if fuse:
@@ -276,10 +302,13 @@ def trace(model, *, batch_size: int = 1, seq_len: int | None = None, lstm_mode: 
         if stats.get("not_fusable"):
             notes.append(f"{stats['not_fusable']} LSTM(s) not fusable (mask / activations): WHILE loop")
         used_mode = "fused" if stats.get("hooked") else "while"
+        if lstm_mode == "auto":
+            reason = FUSED_LSTM_REASON if stats.get("hooked") else \
+                "auto: no LSTM can be fused (mask / activations / unroll): WHILE"
     elif lstm_mode == "auto":
         used_mode = "while"
     return Traced(cf, names, [s.name for s in specs], out_names, sig_out, dtypes, fixed_shapes,
-                  seq_len, used_mode, notes)
+                  seq_len, used_mode, notes, lstm_reason=reason)
 
 
 # --------------------------------------------------------------------- converting

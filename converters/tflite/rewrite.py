@@ -11,15 +11,16 @@ tensor without ``is_variable``, so they must be variables) and write the final s
 them. The converter turns Keras's zero initial state into a variable tensor that nothing writes:
 it is zeroed when the interpreter allocates, then keeps the last call's final state, so a second
 ``invoke()`` starts where the first ended (measured: up to 0.65 off on small BiLSTMs) unless the
-app calls ``reset_all_variables()``. A variable tensor that an op writes is rewritten on every
-invoke (the converter already does that when the state comes from another layer), so we give
-each stateful operand its own variable tensor written by an op placed just before its reader:
+app calls ``reset_all_variables()``. A variable tensor that an op writes on every invoke is
+fresh each time (the converter already does that when the state comes from another layer), so
+we give each stateful operand its own variable tensor, written by an op placed just before it:
 
-* a variable nothing writes (the zero initial state) -> ``FILL(shape, 0)`` (the tensor's zero
-  point for a quantized state);
-* a variable that is a graph input (``initial_state=[h0, c0]`` fed by the caller) or another op's
-  output (the state of an encoder) -> a copy (one-input ``CONCATENATION``) into a new variable,
-  so the stateful op no longer overwrites the caller's input or a tensor other ops still read.
+* a constant initial state (a variable nothing writes, i.e. Keras's zeros, or the ``DEQUANTIZE``
+  of a zero constant in fp16 files, which the kernel evaluates only once) -> ``FILL(shape, 0)``
+  (the zero point for a quantized state; ``FILL`` runs on every invoke, see LiteRT fill.cc);
+* a state computed at run time (a graph input, ``initial_state=[h0, c0]`` fed by the caller, or
+  another layer's output, an encoder's state) -> a copy (one-input ``CONCATENATION``) into a new
+  variable, so the stateful op no longer overwrites the caller's input or a tensor other ops read.
 
 Shapes stay fixed (the batch of the export): ``FILL`` gets constant dims, so the state tensors
 stay arena-persistent and ``reset_all_variables()`` still works for apps that call it.
@@ -121,61 +122,94 @@ def _zero_point(t) -> int:
     return int(zp[0]) if zp is not None and len(zp) else 0
 
 
-def _writers_and_inputs(sg) -> tuple[set[int], set[int]]:
-    written = {o for op in sg.operators or [] for o in (op.outputs if op.outputs is not None else []) if o >= 0}
-    return written, {int(i) for i in (sg.inputs if sg.inputs is not None else [])}
+def _is_zero_constant(model, sg, ti: int, writer_of: dict) -> bool | None:
+    """Is tensor ``ti`` a constant (known when the file is made), and then is it all zeros?
+
+    None: computed at run time (a graph input, another layer's output). Constant: a tensor with
+    data, a variable nothing writes (zero-initialised), or the ``DEQUANTIZE`` of a constant (fp16
+    weights: the kernel dequantizes a constant once and keeps the result, so the state written
+    there would persist). Zero means value 0 after dequantization (stored value = zero point).
+    """
+    t = sg.tensors[ti]
+    op = writer_of.get(ti)
+    if op is not None:
+        src = int(op.inputs[0]) if op.inputs is not None and len(op.inputs) else -1
+        dequantize = _codes(model)[op.opcodeIndex] == _schema().BuiltinOperator.DEQUANTIZE
+        if not dequantize or src < 0 or src in writer_of:
+            return None
+        return _is_zero_constant(model, sg, src, writer_of)
+    data = model.buffers[t.buffer].data if t.buffer else None
+    if data is None or not len(data):  # a graph input, else a zero-initialised variable
+        return None if ti in {int(i) for i in (sg.inputs if sg.inputs is not None else [])} else True
+    np_type = _NUMPY_OF.get(_type_names().get(t.type, ""))
+    if np_type is None:
+        return False
+    values = np.frombuffer(np.asarray(data, np.uint8).tobytes(), np_type)
+    return bool(np.all(values == _zero_point(t)))
+
+
+def _type_names() -> dict:
+    return {v: k for k, v in vars(_schema().TensorType).items() if not k.startswith("_")}
+
+
+def _fill_zeros(model, sg, like: int, name: str):
+    """``FILL(dims, 0)`` with ``like``'s shape and type (0 = the zero point when quantized)."""
+    schema = _schema()
+    t = sg.tensors[like]
+    np_type = _NUMPY_OF.get(_type_names().get(t.type, ""))
+    if np_type is None:
+        raise ValueError(f"state tensor {name!r} has type {_type_names().get(t.type)}: no FILL for it")
+    dims = _const(model, sg, f"{name}/dims", np.asarray(t.shape, np.int32), schema.TensorType.INT32)
+    value = _const(model, sg, f"{name}/zero", np.asarray(_zero_point(t), np_type), t.type,
+                   quantization=t.quantization)
+    op = schema.OperatorT()
+    # FILL versions (TFLite op_version.cc): 1 float32/int32/int64, 3 int8/int16, 4 float16
+    version = 3 if np_type in (np.int8, np.int16) else 4 if np_type is np.float16 else 1
+    op.opcodeIndex = _opcode(model, schema.BuiltinOperator.FILL, version)
+    op.inputs = np.asarray([dims, value], np.int32)
+    op.builtinOptionsType = schema.BuiltinOptions.FillOptions
+    op.builtinOptions = schema.FillOptionsT()
+    return op
+
+
+def _copy(model, src: int):
+    """A one-input ``CONCATENATION``: a plain copy, evaluated on every invoke for a non-constant
+    input (the kernel computes it once, at prepare time, only when every input is constant)."""
+    schema = _schema()
+    op = schema.OperatorT()
+    op.opcodeIndex = _opcode(model, schema.BuiltinOperator.CONCATENATION, 1)
+    op.inputs = np.asarray([src], np.int32)
+    op.builtinOptionsType = schema.BuiltinOptions.ConcatenationOptions
+    op.builtinOptions = schema.ConcatenationOptionsT()
+    return op
 
 
 def stateless_variables(content: bytes) -> tuple[bytes, int]:
-    """Give every stateful operand a variable tensor written by an op before its reader.
+    """Give every stateful operand a variable tensor written by an op just before its reader.
 
     Returns ``(content, n)``: ``n`` operands rewritten (0: unchanged bytes). See the module
-    docstring for why and how. Raises ValueError for a variable holding non-zero constant data
-    (no Keras layer gives one; it would need a copy of that data, not a ``FILL``).
+    docstring for why and how. Raises ValueError for a constant initial state that is not zero
+    (no Keras layer gives one).
     """
-    schema = _schema()
     model = _read(content)
-    type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     n = 0
     for sg in model.subgraphs:
-        written, inputs = _writers_and_inputs(sg)
-        ops = list(sg.operators or [])
+        writer_of = {int(o): op for op in sg.operators or [] for o in (op.outputs if op.outputs is not None else [])
+                     if o >= 0}
         out_ops, replaced = [], set()
-        for op in ops:
+        for op in list(sg.operators or []):
             for pos, ti in enumerate(op.inputs if op.inputs is not None else []):
                 if ti < 0 or not sg.tensors[ti].isVariable:
                     continue
-                t = sg.tensors[ti]
-                base = (t.name or b"state").decode()
-                new = _variable_like(sg, ti, f"{base}/rnnedge_state_{n}")
-                if ti not in written and ti not in inputs:
-                    data = model.buffers[t.buffer].data if t.buffer else None
-                    if data is not None and len(data) and np.any(np.asarray(data)):
-                        raise ValueError(f"variable tensor {base!r} holds a non-zero initial value")
-                    np_type = _NUMPY_OF.get(type_names.get(t.type, ""), None)
-                    if np_type is None:
-                        raise ValueError(f"variable tensor {base!r} has type {type_names.get(t.type)}")
-                    dims = _const(model, sg, f"{base}/rnnedge_dims_{n}", np.asarray(t.shape, np.int32),
-                                  schema.TensorType.INT32)
-                    value = _const(model, sg, f"{base}/rnnedge_zero_{n}", np.asarray(_zero_point(t), np_type),
-                                   t.type, quantization=t.quantization)
-                    writer = schema.OperatorT()
-                    version = 3 if np_type in (np.int8, np.int16) else 4 if np_type is np.float16 else 1
-                    writer.opcodeIndex = _opcode(model, schema.BuiltinOperator.FILL, version)
-                    writer.inputs = np.asarray([dims, value], np.int32)
-                    writer.builtinOptionsType = schema.BuiltinOptions.FillOptions
-                    writer.builtinOptions = schema.FillOptionsT()
-                else:
-                    writer = schema.OperatorT()
-                    writer.opcodeIndex = _opcode(model, schema.BuiltinOperator.CONCATENATION, 1)
-                    writer.inputs = np.asarray([ti], np.int32)
-                    writer.builtinOptionsType = schema.BuiltinOptions.ConcatenationOptions
-                    writer.builtinOptions = schema.ConcatenationOptionsT()
-                writer.outputs = np.asarray([new], np.int32)
+                name = f"{(sg.tensors[ti].name or b'state').decode()}/rnnedge_state_{n}"
+                zero = _is_zero_constant(model, sg, int(ti), writer_of)
+                if zero is False:
+                    raise ValueError(f"{name}: a constant, non-zero initial state is not supported")
+                writer = _fill_zeros(model, sg, int(ti), name) if zero else _copy(model, int(ti))
+                writer.outputs = np.asarray([_variable_like(sg, int(ti), name)], np.int32)
                 out_ops.append(writer)
-                inputs_list = np.asarray(op.inputs, np.int32).copy()
-                inputs_list[pos] = new
-                op.inputs = inputs_list
+                op.inputs = np.asarray(op.inputs, np.int32).copy()
+                op.inputs[pos] = writer.outputs[0]
                 replaced.add(int(ti))
                 n += 1
             out_ops.append(op)
