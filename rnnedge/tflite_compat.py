@@ -241,16 +241,29 @@ def persistent_variables(model: bytes | str | Path) -> list[str]:
     A fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` reads its initial h/c from variable tensors and writes
     its final state back; when nothing else writes them (TF's converter output for a zero initial
     state), a second ``invoke()`` starts from the first one's final state unless the app calls
-    ``reset_all_variables()``. rnnedge's exports have none (``converters.tflite.rewrite``).
+    ``reset_all_variables()``. A ``DEQUANTIZE`` of a constant does not count as a writer: the
+    kernel dequantizes a constant once and keeps the result (fp16 files). rnnedge's exports have
+    none (``converters.tflite.rewrite``).
     """
     s = _schema()
     m = s.Model.GetRootAsModel(_read(model), 0)
+    codes = [max(m.OperatorCodes(i).BuiltinCode(), m.OperatorCodes(i).DeprecatedBuiltinCode())
+             for i in range(m.OperatorCodesLength())]
+
+    def constant(g, ti: int) -> bool:
+        b = m.Buffers(g.Tensors(ti).Buffer()) if ti >= 0 else None
+        return b is not None and (b.DataLength() > 0 or getattr(b, "Size", lambda: 0)() > 0)
+
     names = []
     for gi in range(m.SubgraphsLength()):
         g = m.Subgraphs(gi)
-        written = {g.Operators(i).Outputs(j) for i in range(g.OperatorsLength())
-                   for j in range(g.Operators(i).OutputsLength())}
-        written |= {g.Inputs(i) for i in range(g.InputsLength())}
+        written = {g.Inputs(i) for i in range(g.InputsLength())}
+        for i in range(g.OperatorsLength()):
+            op = g.Operators(i)
+            once = (codes[op.OpcodeIndex()] == s.BuiltinOperator.DEQUANTIZE and op.InputsLength()
+                    and constant(g, op.Inputs(0)))
+            if not once:
+                written |= {op.Outputs(j) for j in range(op.OutputsLength())}
         for ti in range(g.TensorsLength()):
             t = g.Tensors(ti)
             if t.IsVariable() and ti not in written:

@@ -181,6 +181,12 @@ def test_a_stateful_file_fails_the_check_and_the_runner_resets_it(tmp_path, monk
     with open_runner(path, reset_variables=False) as r:
         r.run({r.inputs[0].name: xs[0]})
         assert _max_diff(list(r.run({r.inputs[0].name: xs[0]}).values()), ref) > 1e-3
+    # fp16: the state is the DEQUANTIZE of a zero constant, evaluated once: persistent too
+    fp16 = tmp_path / "model.fp16.tflite"
+    fp16.write_bytes(convert(traced, model, quantize="fp16"))
+    assert persistent_variables(fp16)
+    first, kept, _ = _plain(fp16, xs)
+    assert _max_diff(first, kept) > 1e-3
 
 
 def test_step_model_gives_the_same_result_twice(tmp_path):
@@ -261,3 +267,38 @@ def test_batch_n_exports_run_and_match_keras(tmp_path):
     with open_runner(tmp_path / "auto" / "model.tflite") as r:
         with pytest.raises(UsageError, match="fixed shape"):
             r.run({r.inputs[0].name: xs[0][:1]})
+
+
+def test_bundle_resets_only_a_stateful_file_and_deploy_catches_drift(tmp_path, monkeypatch):
+    """A Pi bundle of a .tflite that keeps state (made elsewhere): its manifest says
+    reset_variables and predict.py resets before each call; deploy runs the sample twice, so a
+    bundle whose model drifts between calls is refused (the twin: the reset switched off)."""
+    import converters.tflite.convert as cv
+    import rnnedge.tflite_compat as tc
+    from converters.tflite.convert import convert, trace
+    from rnnedge.deployment import deploy
+    from rnnedge.errors import RnnedgeError
+    from rnnedge.exporting import export
+    from rnnedge.manifest import load_manifest, update_manifest
+
+    keras.utils.set_random_seed(6)
+    model = _bilstm(U)
+    src = tmp_path / "m.keras"
+    model.save(src)
+    d = tmp_path / "export"
+    export(src, ["tflite"], d, seq_len=6, validate=False)
+    ok = deploy(d, out=tmp_path / "b_ok", tarball=False)
+    assert ok.manifest["model"]["reset_variables"] is False
+    assert "no reset needed" in (tmp_path / "b_ok" / "README.md").read_text()
+    with monkeypatch.context() as mp:  # the converter's own output: state kept across invokes
+        mp.setattr(cv, "stateless_variables", lambda content: (content, 0))
+        (d / "model.tflite").write_bytes(convert(trace(model, seq_len=6), model))
+    entry = load_manifest(d)["artifacts"]["model.tflite"]
+    update_manifest(d, artifacts={"model.tflite": entry})  # new sha256 for the replaced file
+    res = deploy(d, out=tmp_path / "b_reset", tarball=False)
+    assert res.manifest["model"]["reset_variables"] is True and res.host_check["max_abs_err"] <= 1e-5
+    assert "reset_all_variables()" in (tmp_path / "b_reset" / "README.md").read_text()
+    monkeypatch.setattr(tc, "persistent_variables", lambda path: [])  # predict.py would not reset
+    with pytest.raises(RnnedgeError, match="second call"):
+        deploy(d, out=tmp_path / "b_drift", tarball=False)
+    assert not (tmp_path / "b_drift").exists()
