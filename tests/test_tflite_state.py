@@ -248,7 +248,8 @@ def test_a_fixed_length_is_a_warning_on_the_terminal(tmp_path, monkeypatch):
 
 def test_batch_n_exports_run_and_match_keras(tmp_path):
     """--batch-size 4: auto picks WHILE (the fused kernel's cost grows with the batch) and says
-    why; a fused file at batch 4 (time-major) is right too; both stateless; batch 1 is refused."""
+    why; a fused file at batch 4 (time-major) is right too; both stateless; batch 1 is refused.
+    At batch 32 with a fixed length, auto unrolls."""
     from rnnedge.errors import UsageError
     from rnnedge.runtime import open_runner
 
@@ -267,6 +268,13 @@ def test_batch_n_exports_run_and_match_keras(tmp_path):
     with open_runner(tmp_path / "auto" / "model.tflite") as r:
         with pytest.raises(UsageError, match="fixed shape"):
             r.run({r.inputs[0].name: xs[0][:1]})
+    # batch >= 32, a fixed length and a layer returning sequences: unrolled ops
+    e = get_exporter("tflite")(model, tmp_path / "b32", ExportOptions(batch_size=32, seq_len=6))["model.tflite"]
+    assert e["lstm_mode"] == "unroll" and "unrolled" in e["lstm_mode_reason"]
+    assert not {"WHILE", "UNIDIRECTIONAL_SEQUENCE_LSTM"} & {o["name"] for o in e["ops"]}
+    xs = _feeds(model, 6, seed=6, batch=32)
+    first, kept, _ = _plain(tmp_path / "b32" / "model.tflite", xs)
+    assert _max_diff(first, _keras(model, xs)) <= 1e-5 and _max_diff(kept, first) == 0.0
 
 
 def test_bundle_resets_only_a_stateful_file_and_deploy_catches_drift(tmp_path, monkeypatch):

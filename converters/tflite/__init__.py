@@ -7,9 +7,10 @@ each of ``options.quantize``) and returns their manifest entries. Options read:
 * ``allow_flex`` (default False: a model that needs Flex fails with ConversionError),
 * ``quantize``: list of "dynamic", "fp16", "int8",
 * ``extra["tflite_lstm"]``: "auto" (default: at batch 1 the fused UNIDIRECTIONAL_SEQUENCE_LSTM
-  where possible, WHILE elsewhere; at batch > 1 WHILE, the fused kernel being slower there),
-  "while", "fused", "unroll"; the entry's ``lstm_mode`` says what the file holds and
-  ``lstm_mode_reason`` why,
+  where possible, WHILE elsewhere; at batch > 1 WHILE, or unrolled ops when the length is fixed
+  (<= 128), the batch >= 32 and a recurrent layer returns sequences; see
+  ``convert._auto_lstm_mode``), "while", "fused", "unroll"; the entry's ``lstm_mode`` says what the
+  file holds and ``lstm_mode_reason`` why,
 * ``extra["calibration_data"]``: list of samples (each a list of arrays, one per input) for int8,
 * ``extra["fallback_seq_len"]`` (default 32): the fixed length used when the model does not give
   Keras's result in LiteRT with a free sequence length (a warning, also in ``notes``).
@@ -214,8 +215,8 @@ def _trace_checked(model, options: ExportOptions, lstm_mode: str):
                 check, err = {"error": str(e).splitlines()[0][:200], "max_abs_err": None}, None
             last = (traced, content, check)
             if err is not None and err <= TOL_FLOAT32:
-                if mode != modes[0] and failures:  # auto's fused candidate failed the check
-                    traced.lstm_reason = f"auto: the fused candidate did not match Keras ({failures[0]}): WHILE"
+                if mode != modes[0] and failures:  # auto's first candidate failed the check
+                    traced.lstm_reason = f"auto: the first candidate did not match Keras ({failures[0]}): WHILE"
                 traced.notes.extend(failures)
                 if T is not None and free:
                     msg = (f"sequence length fixed to {T}: no free-length TFLite candidate matched Keras "

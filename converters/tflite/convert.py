@@ -15,7 +15,8 @@ How (measured with TF 2.21 / Keras 3.15):
   emits ``UNIDIRECTIONAL_SEQUENCE_LSTM`` (time-major, see ``_make_fused_lstm``). The converter only
   fuses when the mask is absent, the activations are tanh/sigmoid and the layer's states are not
   used (``return_state``); otherwise the function body (a normal WHILE loop) is converted, so the
-  result is always correct. "auto" fuses at batch 1 only (``BATCHED_LSTM_REASON``).
+  result is always correct. "auto" fuses at batch 1 only (``_auto_lstm_mode``: WHILE or unrolled
+  above).
 * After conversion, ``converters.tflite.rewrite`` makes the fused LSTM's state stateless across
   ``invoke()`` and puts inputs/outputs in Keras order.
 * **unroll**: the model is cloned with ``unroll=True`` (needs a static sequence length).
@@ -36,16 +37,35 @@ from rnnedge.errors import ConversionError, UsageError
 
 LSTM_MODES = ("auto", "while", "fused", "unroll")
 
-# "auto" at batch > 1. Measured (noisy, shared 2-core machine; rerun for figures):
-# benchmarks/tflite_while_vs_fused.py --lstm-modes, 1 thread, T=100, 32 features, median ms.
-BATCHED_LSTM_REASON = (
-    "auto at batch {batch}: WHILE, not the fused LSTM. TFLite's fused kernel multiplies each weight "
-    "matrix with one batch row at a time (tensor_utils MatrixBatchVectorMultiplyAccumulate), so its "
-    "time grows with the batch, while the WHILE loop's FULLY_CONNECTED steps take the whole batch: "
-    "LSTM(256) batch 8 fused 38 ms / WHILE 11 ms, batch 32 184 / 45 ms; 2xLSTM(256) batch 32 356 / "
-    "166 ms (unrolled 104 ms: tflite_lstm='unroll' with a fixed seq_len)")
+# How "auto" lowers LSTMs. Measured with benchmarks/tflite_while_vs_fused.py --lstm-modes
+# (LiteRT, T=100, 32 features, median ms, 1 and 2 threads; on a shared 2-core machine, so noisy:
+# rerun there before quoting). The fused kernel multiplies each weight matrix with one batch row
+# at a time (tensor_utils MatrixBatchVectorMultiplyAccumulate): its time grows with the batch.
+# A WHILE loop of a layer returning sequences carries the whole (T, B, units) output through the
+# loop (a constant initialiser of that size in the file: 13 MB at B=128): slow at large batches.
 FUSED_LSTM_REASON = ("auto at batch 1: fused UNIDIRECTIONAL_SEQUENCE_LSTM (one kernel per layer; "
-                     "2xLSTM(256), T=100: 12 ms against 23 ms for WHILE)")
+                     "2xLSTM(256): 11-12 ms against 19-23 ms for WHILE)")
+BATCHED_LSTM_REASON = (
+    "auto at batch {batch}: WHILE. The fused LSTM kernel works one batch row at a time, so its time "
+    "grows with the batch (LSTM(256), batch 8: fused 26-38 ms, WHILE 11 ms){why_not_unroll}")
+UNROLL_LSTM_REASON = (
+    "auto at batch {batch} with a fixed length {T}: unrolled. A WHILE loop of a layer returning "
+    "sequences carries the whole (T, B, units) output through the loop, the fused kernel works one "
+    "batch row at a time (2xLSTM(256), batch 32: unrolled 117-139 ms, WHILE 210-268 ms, fused "
+    "241-356 ms; batch 128: 286 / 998 / 1052 ms)")
+UNROLL_MIN_BATCH, UNROLL_MAX_T = 32, 128  # where unrolling was measured to win (T=100)
+
+
+def _auto_lstm_mode(model, batch_size: int, T: int | None) -> tuple[str, str]:
+    """"auto" for a model with an LSTM: (mode, reason). Batch 1 -> "auto" (fused where possible)."""
+    if batch_size <= 1:
+        return "auto", FUSED_LSTM_REASON
+    sequences = _has_rnn(model, ("LSTM", "GRU", "SimpleRNN"), sequences=True)
+    if sequences and T is not None and T <= UNROLL_MAX_T and batch_size >= UNROLL_MIN_BATCH:
+        return "unroll", UNROLL_LSTM_REASON.format(batch=batch_size, T=T)
+    why = ("" if not sequences else
+           f"; not unrolled: that needs a fixed length <= {UNROLL_MAX_T} and a batch >= {UNROLL_MIN_BATCH}")
+    return "while", BATCHED_LSTM_REASON.format(batch=batch_size, why_not_unroll=why)
 
 
 def _sanitize(name: str) -> str:
@@ -215,9 +235,10 @@ def _unrolled_clone(model):
     return new
 
 
-def _has_rnn(model, names=("LSTM",)) -> bool:
+def _has_rnn(model, names=("LSTM",), sequences: bool = False) -> bool:
+    """Does the model hold a layer of one of ``names`` (with ``return_sequences`` if ``sequences``)?"""
     def walk(layer):
-        if type(layer).__name__ in names:
+        if type(layer).__name__ in names and (not sequences or getattr(layer, "return_sequences", False)):
             return True
         for attr in ("layer", "forward_layer", "backward_layer"):
             sub = getattr(layer, attr, None)
@@ -258,6 +279,10 @@ def trace(model, *, batch_size: int = 1, seq_len: int | None = None, lstm_mode: 
         if len(s) >= 3 and s[1] is not None:
             static_T = s[1]
     notes = []
+    has_lstm = _has_rnn(model, ("LSTM",))
+    reason = f"asked (tflite_lstm={lstm_mode!r})" if has_lstm and lstm_mode != "auto" else ""
+    if lstm_mode == "auto" and has_lstm:
+        lstm_mode, reason = _auto_lstm_mode(model, batch_size, seq_len or static_T)
     if lstm_mode == "unroll":
         seq_len = seq_len or static_T
         if seq_len is None:
@@ -285,10 +310,6 @@ def trace(model, *, batch_size: int = 1, seq_len: int | None = None, lstm_mode: 
 
     fn = tf.function(call, input_signature=specs, autograph=False)
     stats: dict = {}
-    has_lstm = _has_rnn(model, ("LSTM",))
-    reason = f"asked (tflite_lstm={lstm_mode!r})" if has_lstm and lstm_mode != "auto" else ""
-    if lstm_mode == "auto" and has_lstm and batch_size > 1:
-        lstm_mode, reason = "while", BATCHED_LSTM_REASON.format(batch=batch_size)
     used_mode = lstm_mode
     fuse = lstm_mode in ("auto", "fused") and has_lstm
     with _time_distributed_over_time(), (_fused_lstm_hook(stats) if fuse else contextlib.nullcontext()):
@@ -302,9 +323,8 @@ def trace(model, *, batch_size: int = 1, seq_len: int | None = None, lstm_mode: 
         if stats.get("not_fusable"):
             notes.append(f"{stats['not_fusable']} LSTM(s) not fusable (mask / activations): WHILE loop")
         used_mode = "fused" if stats.get("hooked") else "while"
-        if lstm_mode == "auto":
-            reason = FUSED_LSTM_REASON if stats.get("hooked") else \
-                "auto: no LSTM can be fused (mask / activations / unroll): WHILE"
+        if lstm_mode == "auto" and not stats.get("hooked"):
+            reason = "auto: no LSTM can be fused (mask / activations / unroll): WHILE"
     elif lstm_mode == "auto":
         used_mode = "while"
     return Traced(cf, names, [s.name for s in specs], out_names, sig_out, dtypes, fixed_shapes,
