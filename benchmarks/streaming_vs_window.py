@@ -132,9 +132,9 @@ def litert_call(path: Path, arrays: list[np.ndarray], reset: bool = False):
     """set_tensor + invoke + get_tensor; through the signature runner when the model has
     resource variables (READ_VARIABLE needs the signature's initialisation).
 
-    ``reset``: ``reset_all_variables()`` before each invoke. Needed for the full-window model:
-    the fused UNIDIRECTIONAL_SEQUENCE_LSTM keeps its state in variable tensors, so without a
-    reset each call starts from the previous call's final state (measured: outputs drift).
+    ``reset``: ``reset_all_variables()`` before each invoke: only for a .tflite that keeps its
+    fused-LSTM state across invokes (files made before rnnedge's stateless rewrite); rnnedge's
+    files give the same result without it.
     """
     from ai_edge_litert.interpreter import Interpreter
 
@@ -219,7 +219,7 @@ def main(argv=None):
         res["results"][f"onnxruntime window T={w}"] = timed(call, args.runs, 10)
         y_full_onnx = float(np.asarray(call()[0]).ravel()[0])
         tfl_path, _ = full_tfl[w]
-        call = litert_call(tfl_path, [xw], reset=True)
+        call = litert_call(tfl_path, [xw])
         res["results"][f"litert window T={w}"] = timed(call, args.runs, 10)
         y_full_tfl = float(np.asarray(call()[0]).ravel()[0])
         y_keras = float(np.asarray(model(xw, training=False)).ravel()[0])

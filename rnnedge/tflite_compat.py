@@ -2,6 +2,7 @@
 
 * :func:`list_ops` parses the model's operator codes: builtin name + version, custom ops
   (Flex ops are custom ops whose code starts with ``Flex``).
+* :func:`persistent_variables` lists state kept across ``invoke()`` (needs ``reset_all_variables``).
 * :func:`check_compat` compares them with what tflite-runtime 2.14 (the last release, what
   Raspberry Pi OS users get from pip) can load, and with the installed LiteRT.
 * :func:`make_interpreter` picks an interpreter: ai_edge_litert, then tflite_runtime, then tf.lite.
@@ -232,6 +233,43 @@ def list_ops(model: bytes | str | Path) -> list[dict[str, Any]]:
             out.append({"name": names.get(code, f"BUILTIN_{code}"), "version": oc.Version(), "custom": False,
                         "flex": False})
     return out
+
+
+def persistent_variables(model: bytes | str | Path) -> list[str]:
+    """Names of the variable tensors that no op writes: state kept from one ``invoke()`` to the next.
+
+    A fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` reads its initial h/c from variable tensors and writes
+    its final state back; when nothing else writes them (TF's converter output for a zero initial
+    state), a second ``invoke()`` starts from the first one's final state unless the app calls
+    ``reset_all_variables()``. A ``DEQUANTIZE`` of a constant does not count as a writer: the
+    kernel dequantizes a constant once and keeps the result (fp16 files). rnnedge's exports have
+    none (``converters.tflite.rewrite``).
+    """
+    s = _schema()
+    m = s.Model.GetRootAsModel(_read(model), 0)
+    codes = [max(m.OperatorCodes(i).BuiltinCode(), m.OperatorCodes(i).DeprecatedBuiltinCode())
+             for i in range(m.OperatorCodesLength())]
+
+    def constant(g, ti: int) -> bool:
+        b = m.Buffers(g.Tensors(ti).Buffer()) if ti >= 0 else None
+        return b is not None and (b.DataLength() > 0 or getattr(b, "Size", lambda: 0)() > 0)
+
+    names = []
+    for gi in range(m.SubgraphsLength()):
+        g = m.Subgraphs(gi)
+        written = {g.Inputs(i) for i in range(g.InputsLength())}
+        for i in range(g.OperatorsLength()):
+            op = g.Operators(i)
+            once = (codes[op.OpcodeIndex()] == s.BuiltinOperator.DEQUANTIZE and op.InputsLength()
+                    and constant(g, op.Inputs(0)))
+            if not once:
+                written |= {op.Outputs(j) for j in range(op.OutputsLength())}
+        for ti in range(g.TensorsLength()):
+            t = g.Tensors(ti)
+            if t.IsVariable() and ti not in written:
+                n = t.Name()
+                names.append(n.decode() if isinstance(n, bytes) else str(n))
+    return names
 
 
 def check_compat(model: bytes | str | Path, *, try_litert: bool = True) -> dict[str, Any]:

@@ -109,8 +109,10 @@ def _run_litert(path, entry, xs_by_keras_name):
 
 def _max_err(model, path, entry, T, rng):
     xs = _inputs(model, T, rng)
-    ref = model.predict(xs if len(xs) > 1 else xs[0], verbose=0)
-    ref = ref if isinstance(ref, list) else [ref]
+    # eager call, not predict(): Keras's traced predict maps TimeDistributed over the batch axis
+    # when the time axis is free (wrong from step 1 on; see convert._time_distributed_over_time)
+    ref = model(xs if len(xs) > 1 else xs[0], training=False)
+    ref = [np.asarray(r) for r in (ref if isinstance(ref, (list, tuple)) else [ref])]
     got = _run_litert(path, entry, {t.name: x for t, x in zip(model.inputs, xs)})
     assert len(got) == len(ref) == len(model.outputs)
     return max(float(np.max(np.abs(g - r))) for g, r in zip(got, ref))

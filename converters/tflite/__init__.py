@@ -6,16 +6,23 @@ each of ``options.quantize``) and returns their manifest entries. Options read:
 * ``batch_size`` (default 1), ``seq_len`` (default None = dynamic where LiteRT can resize),
 * ``allow_flex`` (default False: a model that needs Flex fails with ConversionError),
 * ``quantize``: list of "dynamic", "fp16", "int8",
-* ``extra["tflite_lstm"]``: "auto" (fused UNIDIRECTIONAL_SEQUENCE_LSTM where possible, WHILE
-  elsewhere; default), "while", "fused", "unroll",
+* ``extra["tflite_lstm"]``: "auto" (default: at batch 1 the fused UNIDIRECTIONAL_SEQUENCE_LSTM
+  where possible, WHILE elsewhere; at batch > 1 WHILE, or unrolled ops when the length is fixed
+  (<= 128), the batch >= 32 and a recurrent layer returns sequences; see
+  ``convert._auto_lstm_mode``), "while", "fused", "unroll"; the entry's ``lstm_mode`` says what the
+  file holds and ``lstm_mode_reason`` why,
 * ``extra["calibration_data"]``: list of samples (each a list of arrays, one per input) for int8,
 * ``extra["fallback_seq_len"]`` (default 32): the fixed length used when the model does not give
-  Keras's result in LiteRT with a free sequence length (recorded in the entry's ``notes``).
+  Keras's result in LiteRT with a free sequence length (a warning, also in ``notes``).
+
+Every file gives the same result on each ``invoke()`` with no reset (``converters.tflite.rewrite``):
+the entry's ``reset_variables`` is False and ``self_check.repeat_max_abs_diff`` 0.
 
 TensorFlow is imported only inside the functions.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -140,17 +147,27 @@ def _tflite_outputs(it, xs_keras_order, in_order, out_order) -> list[np.ndarray]
 
 
 def self_check(model, content: bytes, traced, seq_lens: list[int | None]) -> dict:
-    """Max abs error vs Keras in LiteRT for each sequence length (and padded/unpadded inputs)."""
+    """Max abs error vs Keras in LiteRT for each sequence length (and padded/unpadded inputs).
+
+    Also invokes the interpreter a second time on the same inputs, with no reset:
+    ``repeat_max_abs_diff`` is how far that second result is from the first (0 for a stateless file;
+    a file keeping state across ``invoke()`` is wrong in a plain interpreter, so it counts as error).
+    """
     it, _, _, in_order, out_order = _io_facts(content, traced)
     rng = np.random.default_rng(1)
-    errs = {}
+    errs, repeat = {}, 0.0
     for T in seq_lens:
         xs = sample_inputs(model, traced.input_shapes, traced.input_dtypes, seq_len=T, rng=rng)
         ref = _keras_outputs(model, xs)
         got = _tflite_outputs(it, xs, in_order, out_order)
+        it.invoke()
+        again = [it.get_tensor(d["index"]) for d in it.get_output_details()]
+        repeat = max([repeat] + [float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(got[k], np.float64))))
+                                 if a.size else 0.0 for a, k in zip(again, out_order)])
         errs[str(T if T is not None else traced.seq_len)] = float(max(
             np.max(np.abs(np.asarray(g, np.float64) - r)) if r.size else 0.0 for g, r in zip(got, ref)))
-    return {"max_abs_err": max(errs.values()), "per_seq_len": errs, "runtime": "ai_edge_litert"}
+    return {"max_abs_err": max([*errs.values(), repeat]), "per_seq_len": errs, "repeat_max_abs_diff": repeat,
+            "runtime": "ai_edge_litert"}
 
 
 # --------------------------------------------------------------------- exporter
@@ -164,11 +181,11 @@ def _trace_checked(model, options: ExportOptions, lstm_mode: str):
     """Convert and check end to end in LiteRT against Keras; take the first candidate that matches.
 
     Candidates, in order: the asked LSTM mode with a free sequence length, then (for "auto")
-    WHILE with a free length, then the same two with a fixed length. Seen with TF 2.21/Keras 3:
-    a fused LSTM whose full sequence feeds TimeDistributed / a go_backwards GRU / another RNN can
-    be wrong after resizing the time axis (2e-4..0.27); Keras itself gives a different result
-    when a masked decoder LSTM with initial_state is traced with a free time axis (~1e-3). So
-    nothing is trusted without the check, and every fallback is written in ``notes``.
+    WHILE with a free length, then the same two with a fixed length. The free-length failures
+    seen with TF 2.21/Keras 3.15 (0.27..0.55 for BiLSTM -> TimeDistributed(Dense)) came from
+    Keras's TimeDistributed in a graph with a free time axis, fixed while tracing
+    (``convert._time_distributed_over_time``); nothing is trusted without the check anyway. A fixed
+    length is a warning (``traced.warnings``: the CLI prints it), and every fallback is in ``notes``.
     """
     from converters.tflite.convert import convert, trace
 
@@ -198,9 +215,15 @@ def _trace_checked(model, options: ExportOptions, lstm_mode: str):
                 check, err = {"error": str(e).splitlines()[0][:200], "max_abs_err": None}, None
             last = (traced, content, check)
             if err is not None and err <= TOL_FLOAT32:
+                if mode != modes[0] and failures:  # auto's first candidate failed the check
+                    traced.lstm_reason = f"auto: the first candidate did not match Keras ({failures[0]}): WHILE"
                 traced.notes.extend(failures)
                 if T is not None and free:
-                    traced.notes.append(f"sequence length fixed to {T}: no free-length candidate matched Keras")
+                    msg = (f"sequence length fixed to {T}: no free-length TFLite candidate matched Keras "
+                           f"({'; '.join(failures)}); inputs must have exactly {T} steps (--seq-len to "
+                           "choose the length)")
+                    traced.notes.append(msg)
+                    traced.warnings.append(msg)
                 return traced, content, check
             failures.append(f"{traced.lstm_mode}, seq_len={T or 'free'}: "
                             + (f"max error {err:.2e}" if err is not None else check["error"]))
@@ -226,7 +249,7 @@ def _ops(content: bytes) -> list[dict]:
 
 
 def _entry(content: bytes, traced, check: dict | None, options: ExportOptions, quant: str | None) -> dict:
-    from rnnedge.tflite_compat import check_compat, list_ops, warn_if_legacy_incompatible
+    from rnnedge.tflite_compat import check_compat, list_ops, persistent_variables, warn_if_legacy_incompatible
 
     _, inputs, outputs, _, _ = _io_facts(content, traced)
     ops = list_ops(content)
@@ -243,15 +266,22 @@ def _entry(content: bytes, traced, check: dict | None, options: ExportOptions, q
         "flex": any(o["flex"] for o in ops),
         "compat": compat,
         "lstm_mode": _effective_mode(traced.lstm_mode, ops),
+        "lstm_mode_reason": traced.lstm_reason or None,
+        # True only for a file keeping state in variable tensors across invoke(): an app would
+        # have to call reset_all_variables() before each run (rnnedge's rewrite leaves none)
+        "reset_variables": bool(persistent_variables(content)),
         "notes": list(traced.notes),
         "self_check": check,
         "versions": _versions(),
     }
     if quant == "int8":
         entry["int8_io"] = "float32 input/output (integer kernels inside, float fallback where none)"
-    w = warn_if_legacy_incompatible(compat, f"model.{quant}.tflite" if quant else "model.tflite")
-    if w:
-        entry["warning"] = w
+    name = f"model.{quant}.tflite" if quant else "model.tflite"
+    for msg in traced.warnings if quant is None else []:  # once per export, not per variant
+        warnings.warn(f"{name}: {msg}", RuntimeWarning, stacklevel=3)
+    w = warn_if_legacy_incompatible(compat, name)
+    if traced.warnings or w:
+        entry["warning"] = "; ".join(traced.warnings + ([w] if w else []))
     return entry
 
 

@@ -12,9 +12,13 @@ How (measured with TF 2.21 / Keras 3.15):
 * **Fused LSTM** (``lstm_mode`` "fused"/"auto"): while tracing, Keras's ``backend.lstm`` hook (the
   one it uses for cuDNN) is replaced by a ``tf.function`` carrying the Keras 2 attributes
   ``api_implements="lstm_<uuid>"``, ``time_major``, ``go_backwards``; the TFLite converter then
-  emits ``UNIDIRECTIONAL_SEQUENCE_LSTM``. The converter only fuses when the mask is absent, the
-  activations are tanh/sigmoid and the layer's states are not used (``return_state``); otherwise
-  the function body (a normal WHILE loop) is converted, so the result is always correct.
+  emits ``UNIDIRECTIONAL_SEQUENCE_LSTM`` (time-major, see ``_make_fused_lstm``). The converter only
+  fuses when the mask is absent, the activations are tanh/sigmoid and the layer's states are not
+  used (``return_state``); otherwise the function body (a normal WHILE loop) is converted, so the
+  result is always correct. "auto" fuses at batch 1 only (``_auto_lstm_mode``: WHILE or unrolled
+  above).
+* After conversion, ``converters.tflite.rewrite`` makes the fused LSTM's state stateless across
+  ``invoke()`` and puts inputs/outputs in Keras order.
 * **unroll**: the model is cloned with ``unroll=True`` (needs a static sequence length).
 """
 from __future__ import annotations
@@ -28,9 +32,40 @@ from typing import Any
 
 import numpy as np
 
+from converters.tflite.rewrite import order_io, stateless_variables, unclip_fused_lstm
 from rnnedge.errors import ConversionError, UsageError
 
 LSTM_MODES = ("auto", "while", "fused", "unroll")
+
+# How "auto" lowers LSTMs. Measured with benchmarks/tflite_while_vs_fused.py --lstm-modes
+# (LiteRT, T=100, 32 features, median ms, 1 and 2 threads; on a shared 2-core machine, so noisy:
+# rerun there before quoting). The fused kernel multiplies each weight matrix with one batch row
+# at a time (tensor_utils MatrixBatchVectorMultiplyAccumulate): its time grows with the batch.
+# A WHILE loop of a layer returning sequences carries the whole (T, B, units) output through the
+# loop (a constant initialiser of that size in the file: 13 MB at B=128): slow at large batches.
+FUSED_LSTM_REASON = ("auto at batch 1: fused UNIDIRECTIONAL_SEQUENCE_LSTM (one kernel per layer; "
+                     "2xLSTM(256): 11-12 ms against 19-23 ms for WHILE)")
+BATCHED_LSTM_REASON = (
+    "auto at batch {batch}: WHILE. The fused LSTM kernel works one batch row at a time, so its time "
+    "grows with the batch (LSTM(256), batch 8: fused 26-38 ms, WHILE 11 ms){why_not_unroll}")
+UNROLL_LSTM_REASON = (
+    "auto at batch {batch} with a fixed length {T}: unrolled. A WHILE loop of a layer returning "
+    "sequences carries the whole (T, B, units) output through the loop, the fused kernel works one "
+    "batch row at a time (2xLSTM(256), batch 32: unrolled 117-139 ms, WHILE 210-268 ms, fused "
+    "241-356 ms; batch 128: 286 / 998 / 1052 ms)")
+UNROLL_MIN_BATCH, UNROLL_MAX_T = 32, 128  # where unrolling was measured to win (T=100)
+
+
+def _auto_lstm_mode(model, batch_size: int, T: int | None) -> tuple[str, str]:
+    """"auto" for a model with an LSTM: (mode, reason). Batch 1 -> "auto" (fused where possible)."""
+    if batch_size <= 1:
+        return "auto", FUSED_LSTM_REASON
+    sequences = _has_rnn(model, ("LSTM", "GRU", "SimpleRNN"), sequences=True)
+    if sequences and T is not None and T <= UNROLL_MAX_T and batch_size >= UNROLL_MIN_BATCH:
+        return "unroll", UNROLL_LSTM_REASON.format(batch=batch_size, T=T)
+    why = ("" if not sequences else
+           f"; not unrolled: that needs a fixed length <= {UNROLL_MAX_T} and a batch >= {UNROLL_MIN_BATCH}")
+    return "while", BATCHED_LSTM_REASON.format(batch=batch_size, why_not_unroll=why)
 
 
 def _sanitize(name: str) -> str:
@@ -50,10 +85,19 @@ class Traced:
     seq_len: int | None
     lstm_mode: str
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # also in notes; the CLI prints these
+    lstm_reason: str = ""  # why this LSTM lowering (manifest ``lstm_mode_reason``)
 
 
 # --------------------------------------------------------------------- fused LSTM hook
 def _make_fused_lstm(go_backwards: bool):
+    """A ``tf.function`` the converter fuses into one time-major UNIDIRECTIONAL_SEQUENCE_LSTM.
+
+    Time-major because TFLite's kernel (unidirectional_sequence_lstm.cc) runs a batch-major
+    input one batch row at a time (matrix-vector products, cost x batch), a time-major one all rows
+    per step (matrix-matrix): measured 4x faster at batch 32 for LSTM(256), T=100
+    (benchmarks/tflite_while_vs_fused.py --lstm-modes). ``inputs`` are (T, B, F).
+    """
     import tensorflow as tf
 
     tfrnn = importlib.import_module("keras.src.backend.tensorflow.rnn")
@@ -70,7 +114,7 @@ def _make_fused_lstm(go_backwards: bool):
             h = o * tf.tanh(c)
             return h, [h, c]
 
-        last, outs, st = tfrnn.rnn(step, inputs, [init_h, init_c], go_backwards=go_backwards)
+        last, outs, st = tfrnn.rnn(step, inputs, [init_h, init_c], go_backwards=go_backwards, time_major=True)
         return last, outs, st[0], st[1], tf.constant(0.0)
 
     # The attribute names are the ones Keras 2 used; TFLite's prepare-composite-functions pass
@@ -78,7 +122,7 @@ def _make_fused_lstm(go_backwards: bool):
     return tf.function(standard_lstm, autograph=False, experimental_attributes={
         "api_implements": "lstm_" + str(uuid.uuid4()),
         "api_preferred_device": "CPU",
-        "time_major": False,
+        "time_major": True,
         "go_backwards": bool(go_backwards),
     })
 
@@ -109,9 +153,9 @@ def _fused_lstm_hook(stats: dict):
         k = val(kernel)
         b = val(bias) if bias is not None else tf.zeros([k.shape[1]], k.dtype)
         fn = _make_fused_lstm(bool(go_backwards))
-        last, outs, h, c, _ = fn(inputs, initial_state_h, initial_state_c, k, val(recurrent_kernel), b)
-        if not return_sequences:
-            outs = tf.expand_dims(last, 1)
+        last, outs, h, c, _ = fn(tf.transpose(inputs, [1, 0, 2]), initial_state_h, initial_state_c, k,
+                                 val(recurrent_kernel), b)
+        outs = tf.transpose(outs, [1, 0, 2]) if return_sequences else tf.expand_dims(last, 1)
         stats["hooked"] = stats.get("hooked", 0) + 1
         return last, outs, [h, c]
 
@@ -120,6 +164,50 @@ def _fused_lstm_hook(stats: dict):
         yield
     finally:
         kb.lstm = original
+
+
+@contextlib.contextmanager
+def _time_distributed_over_time():
+    """While tracing, ``TimeDistributed`` with a free time axis maps its layer over the time steps.
+
+    Keras 3.15's ``TimeDistributed.call`` takes ``ops.shape(inputs)`` *before* moving time to the
+    front, then maps over ``arange(shape[0])``: the batch size, not the number of steps. In a graph
+    with a free time axis (our trace) every step then gets step 0's result (BiLSTM -> TimeDistributed
+    (Dense) was 0.27..0.55 off at T=6); eager Keras has a static time axis and loops correctly.
+    Here the layer runs on ``gather(x, t)`` for t in ``range(steps)`` under ``tf.vectorized_map``
+    (gather vectorizes to builtin ops; ``x[t]`` would need TensorList ops, i.e. Flex). A static
+    time axis keeps Keras's own path.
+    """
+    import tensorflow as tf
+    from keras.layers import TimeDistributed
+
+    original = TimeDistributed.call
+
+    def call(self, inputs, training=None, mask=None):
+        if inputs.shape[1] is not None:
+            return original(self, inputs, training=training, mask=mask)
+
+        def time_first(t):
+            return tf.transpose(t, [1, 0] + list(range(2, t.shape.rank)))
+
+        x = time_first(inputs)
+        m = None if mask is None else time_first(mask)
+
+        def step(t):
+            kwargs = {}
+            if self.layer._call_has_mask_arg and m is not None:
+                kwargs["mask"] = tf.gather(m, t)
+            if self.layer._call_has_training_arg:
+                kwargs["training"] = training
+            return self.layer.call(tf.gather(x, t), **kwargs)
+
+        return time_first(tf.vectorized_map(step, tf.range(tf.shape(x)[0])))
+
+    TimeDistributed.call = call
+    try:
+        yield
+    finally:
+        TimeDistributed.call = original
 
 
 # --------------------------------------------------------------------- unroll
@@ -147,9 +235,10 @@ def _unrolled_clone(model):
     return new
 
 
-def _has_rnn(model, names=("LSTM",)) -> bool:
+def _has_rnn(model, names=("LSTM",), sequences: bool = False) -> bool:
+    """Does the model hold a layer of one of ``names`` (with ``return_sequences`` if ``sequences``)?"""
     def walk(layer):
-        if type(layer).__name__ in names:
+        if type(layer).__name__ in names and (not sequences or getattr(layer, "return_sequences", False)):
             return True
         for attr in ("layer", "forward_layer", "backward_layer"):
             sub = getattr(layer, attr, None)
@@ -190,6 +279,10 @@ def trace(model, *, batch_size: int = 1, seq_len: int | None = None, lstm_mode: 
         if len(s) >= 3 and s[1] is not None:
             static_T = s[1]
     notes = []
+    has_lstm = _has_rnn(model, ("LSTM",))
+    reason = f"asked (tflite_lstm={lstm_mode!r})" if has_lstm and lstm_mode != "auto" else ""
+    if lstm_mode == "auto" and has_lstm:
+        lstm_mode, reason = _auto_lstm_mode(model, batch_size, seq_len or static_T)
     if lstm_mode == "unroll":
         seq_len = seq_len or static_T
         if seq_len is None:
@@ -218,9 +311,10 @@ def trace(model, *, batch_size: int = 1, seq_len: int | None = None, lstm_mode: 
     fn = tf.function(call, input_signature=specs, autograph=False)
     stats: dict = {}
     used_mode = lstm_mode
-    if lstm_mode in ("auto", "fused") and _has_rnn(model, ("LSTM",)):
-        with _fused_lstm_hook(stats):
-            cf = fn.get_concrete_function()
+    fuse = lstm_mode in ("auto", "fused") and has_lstm
+    with _time_distributed_over_time(), (_fused_lstm_hook(stats) if fuse else contextlib.nullcontext()):
+        cf = fn.get_concrete_function()
+    if fuse:
         if lstm_mode == "fused" and not stats.get("hooked"):
             raise ConversionError(
                 "tflite_lstm='fused': no LSTM layer of this model can use the fused "
@@ -229,12 +323,12 @@ def trace(model, *, batch_size: int = 1, seq_len: int | None = None, lstm_mode: 
         if stats.get("not_fusable"):
             notes.append(f"{stats['not_fusable']} LSTM(s) not fusable (mask / activations): WHILE loop")
         used_mode = "fused" if stats.get("hooked") else "while"
-    else:
-        cf = fn.get_concrete_function()
-        if lstm_mode == "auto":
-            used_mode = "while"
+        if lstm_mode == "auto" and not stats.get("hooked"):
+            reason = "auto: no LSTM can be fused (mask / activations / unroll): WHILE"
+    elif lstm_mode == "auto":
+        used_mode = "while"
     return Traced(cf, names, [s.name for s in specs], out_names, sig_out, dtypes, fixed_shapes,
-                  seq_len, used_mode, notes)
+                  seq_len, used_mode, notes, lstm_reason=reason)
 
 
 # --------------------------------------------------------------------- converting
@@ -307,26 +401,7 @@ def convert(traced: Traced, model=None, *, allow_flex: bool = False, quantize: s
                 f"delegate.", layer=layer, fmt="tflite") from None
         raise ConversionError(f"TFLite conversion failed: {msg.strip().splitlines()[-1][:400]}",
                               fmt="tflite") from None
-    return content if quantize == "int8" else unclip_fused_lstm(content)
-
-
-def unclip_fused_lstm(content: bytes) -> bytes:
-    """Set ``cell_clip`` of every ``UNIDIRECTIONAL_SEQUENCE_LSTM`` to 0 (no clipping).
-
-    TFLite's Keras-LSTM fusion writes ``cell_clip=10``; Keras never clips the cell state, so a
-    trained LSTM whose cell grows past 10 (a position counter, say) diverges from Keras after
-    that step. Left as is for full int8, where the clip bounds the int16 cell state's scale.
-    """
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils as fbu
-
-    model = fbu.read_model_from_bytearray(bytearray(content))
-    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
-    changed = 0
-    for sg in model.subgraphs:
-        for op in sg.operators or []:
-            if (codes[op.opcodeIndex] == schema.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
-                    and op.builtinOptions is not None and getattr(op.builtinOptions, "cellClip", 0)):
-                op.builtinOptions.cellClip = 0.0
-                changed += 1
-    return bytes(fbu.convert_object_to_bytearray(model)) if changed else content
+    if quantize != "int8":
+        content = unclip_fused_lstm(content)
+    content = stateless_variables(content)[0]  # same result on every invoke(), no reset needed
+    return order_io(content, traced.sig_input_names, traced.sig_output_names)  # Keras order

@@ -21,12 +21,24 @@ def command(source, formats, out_dir, opset, batch_size, seq_len, allow_flex, qu
 
     fmts = [f.strip() for spec in formats for f in spec.split(",") if f.strip()]
     qs = [q.strip() for spec in quantize for q in spec.split(",") if q.strip()]
-    res = export(source, fmts, out_dir, opset=opset, batch_size=batch_size, seq_len=seq_len, allow_flex=allow_flex,
-                 quantize=qs, streaming=streaming, validate=not no_validate)
+    import warnings
+
+    said: list[str] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # artifacts' warnings: printed once, below
+            res = export(source, fmts, out_dir, opset=opset, batch_size=batch_size, seq_len=seq_len,
+                         allow_flex=allow_flex, quantize=qs, streaming=streaming, validate=not no_validate)
+        said = [e["warning"] if e["warning"].startswith(name) else f"{name}: {e['warning']}"
+                for name, e in res.artifacts.items() if e.get("warning")]
+    finally:  # the others as Python shows them
+        for w in caught:
+            if not any(str(w.message).split(": ", 1)[-1][:80] in s for s in said):
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if as_json:
         from rnnedge.cli import print_json
 
         print_json({"out_dir": str(res.out_dir), "artifacts": res.artifacts, "validation": res.validation})
+        _print_warnings(said)
         return
     from rich.console import Console
     from rich.table import Table
@@ -40,6 +52,7 @@ def command(source, formats, out_dir, opset, batch_size, seq_len, allow_flex, qu
         t.add_row(name, str(e.get("format", "")), f"{e.get('size', 0):,}", "" if err is None else f"{err:.2e}"
                   if isinstance(err, float) else str(err))
     Console().print(t)
+    _print_warnings(said)
     if res.validation is not None:
         _raise_for_validation(res.validation, out_dir)
 
@@ -58,3 +71,15 @@ def _raise_for_validation(report: dict, out_dir) -> None:
                                      f"check {why}; then run `rnnedge validate {out_dir}`")
     if code != 0:
         raise ParityError(f"parity check failed for {out_dir}: run `rnnedge validate {out_dir}` for details")
+
+
+def _print_warnings(lines: list[str]) -> None:
+    """One ``warning:`` line on stderr per artifact warning (e.g. a TFLite length fixed at export)."""
+    if not lines:
+        return
+    from rich.markup import escape
+
+    from rnnedge.cli import err_console
+
+    for line in lines:
+        err_console().print(f"[yellow]warning:[/] {escape(line)}")

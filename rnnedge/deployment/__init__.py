@@ -171,7 +171,10 @@ def _pick_artifact(src: Path, man: dict, runtime: str, model: Optional[str]) -> 
 
 def _tensor_specs(entry_specs, fallback) -> list[dict]:
     out = []
-    for i, s in enumerate(entry_specs or fallback or []):
+    specs = list(entry_specs or fallback or [])
+    if all(isinstance(s.get("keras_index"), int) for s in specs):  # the Keras model's order
+        specs.sort(key=lambda s: s["keras_index"])
+    for i, s in enumerate(specs):
         shape = [None if d in (None, -1, "None") or isinstance(d, str) else int(d) for d in s.get("shape", [])]
         if shape and shape[0] is None:
             shape[0] = 1  # bundles run batch 1
@@ -475,9 +478,11 @@ def deploy(dir, target: str = "rpi", runtime: str = "litert", out=None, pi_os: s
                        "raw": raw, "tolerance": {"atol": float(tolerance or DEFAULT_ATOL), "rtol": 0.0}},
         }
         if runtime in ("litert", "tflite-runtime"):
-            from rnnedge.tflite_compat import list_ops
+            from rnnedge.tflite_compat import list_ops, persistent_variables
 
             bman["model"]["operators"] = sorted({f"{o['name']} v{o['version']}" for o in list_ops(model_path)})
+            # state kept across invoke() (a .tflite not made by this rnnedge): predict.py resets it
+            bman["model"]["reset_variables"] = bool(persistent_variables(model_path))
         if compat_warnings:
             bman["compat_warnings"] = compat_warnings
         (stage / "manifest.json").write_text(json.dumps(bman, indent=2) + "\n")
@@ -506,6 +511,7 @@ def deploy(dir, target: str = "rpi", runtime: str = "litert", out=None, pi_os: s
             atol=f"{bman['sample']['tolerance']['atol']:g}",
             inputs=", ".join(f"{s['name']} {_rows_shape(s['shape'])} {s['dtype']}" for s in inputs),
             outputs=", ".join(f"{s['name']} {_rows_shape(s['shape'])} {s['dtype']}" for s in outputs),
+            state=_state_line(bman["model"].get("reset_variables")),
             parity=_parity_line(entry.get("parity")), host=_host_line(host)))
         bman["files"] = {p.name: {"sha256": _sha256(p), "size": p.stat().st_size}
                          for p in sorted(stage.iterdir()) if p.is_file() and p.name != "manifest.json"}
@@ -540,14 +546,27 @@ def _host_check(stage: Path, pmod, xs, ys) -> dict:
     try:
         m = pmod.Model(stage)
         got = m.run(xs)
+        again = m.run(xs)  # a service calls it many times: the second call must give the same
     except pmod.BundleError as e:
         raise RnnedgeError(f"the bundle's model does not run here: {e}") from None
+    drift = max(float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+                for a, b in zip(got, again))
+    if drift > 0:
+        raise RnnedgeError(f"the bundle's model gives another result on a second call with the same input "
+                           f"(max abs difference {drift:.3g}): it keeps state between calls")
     errs = [float(np.max(np.abs(np.asarray(g, np.float64).reshape(np.shape(y)) - np.asarray(y, np.float64))))
             for g, y in zip(got, ys)]
     import platform
 
     return {"runtime": m.runtime, "runtime_version": m.runtime_version, "max_abs_err": max(errs),
             "machine": platform.machine(), "python": platform.python_version()}
+
+
+def _state_line(reset: bool | None) -> str:
+    if reset:
+        return ("kept in variable tensors across `invoke()`: predict.py calls `reset_all_variables()` "
+                "before each call; an app of your own must do the same")
+    return "none: every call starts from zero state, no reset needed"
 
 
 def _parity_line(parity) -> str:

@@ -2,7 +2,12 @@
 
 Options: ``interpreter`` = ``auto`` (default) | ``litert`` | ``tflite_runtime`` | ``tf``;
 ``threads`` (``num_threads``); ``xnnpack`` (default True: the interpreter applies its
-default XNNPACK delegate; False uses ``BUILTIN_WITHOUT_DEFAULT_DELEGATES``).
+default XNNPACK delegate; False uses ``BUILTIN_WITHOUT_DEFAULT_DELEGATES``);
+``reset_variables``: None (default: only when the file keeps state across ``invoke()``, i.e.
+has variable tensors no op writes, see :func:`rnnedge.tflite_compat.persistent_variables`;
+rnnedge's own exports never do), True (``reset_all_variables()`` before every run, for such a
+file from elsewhere), False (never). The reset comes before the inputs are set, so an initial
+state fed as an input is kept. ``info["persistent_state"]`` names the tensors found.
 
 TensorFlow is imported only when asked for (``interpreter="tf"``) or when neither
 LiteRT nor tflite-runtime is installed.
@@ -120,7 +125,17 @@ class TFLiteRunner(Runner):
             raise RnnedgeError(f"{self.path}: {rt_name} could not load the model: {msg}{hint}") from None
         self.interpreter = it
         self._map_tensors()
+        reset = self.options.get("reset_variables")
+        persistent = []
+        if reset is None:  # auto: only for a file that keeps state across invoke() (not rnnedge's)
+            from rnnedge.tflite_compat import persistent_variables
+
+            persistent = persistent_variables(self.path)
+            reset = bool(persistent)
+        self._reset = bool(reset)
         self.info.update({
+            "reset_variables": self._reset,
+            "persistent_state": persistent,
             "runtime": rt_name,
             "interpreter": rt_name,
             "threads": threads,
@@ -196,16 +211,22 @@ class TFLiteRunner(Runner):
         if len(public) != len(pairs) or not all(public):
             return pairs
         alias_keys = ("name", "signature_name", "keras_name", "tflite_name", "tensor_name", "interpreter_name")
-        aliases = []
-        for e in entries:
-            a = {str(e[k]) for k in alias_keys if e.get(k)}
-            aliases.append(a | {_strip(x) for x in a})
-        mapped = []
-        for n, d in pairs:
-            keys = {n, d["name"], _strip(d["name"])}
-            hits = [i for i, a in enumerate(aliases) if a & keys]
-            mapped.append(hits[0] if len(hits) == 1 else None)
-        if all(i is not None for i in mapped) and len(set(mapped)) == len(mapped):
+        mapped = None
+        # exact names first: stripped ones can collide ("PartitionedCall:0", "PartitionedCall:1")
+        for strip in (False, True):
+            aliases = []
+            for e in entries:
+                a = {str(e[k]) for k in alias_keys if e.get(k)}
+                aliases.append(a | {_strip(x) for x in a} if strip else a)
+            tried = []
+            for n, d in pairs:
+                keys = {n, d["name"]} | ({_strip(d["name"])} if strip else set())
+                hits = [i for i, a in enumerate(aliases) if a & keys]
+                tried.append(hits[0] if len(hits) == 1 else None)
+            if all(i is not None for i in tried) and len(set(tried)) == len(tried):
+                mapped = tried
+                break
+        if mapped is not None:
             out = [(public[i], d) for i, (_, d) in zip(mapped, pairs)]
             # the model's order: keras_index when listed (the interpreter sorts inputs by
             # name, e.g. decoder_tokens before encoder_tokens), else the manifest's order
@@ -246,17 +267,17 @@ class TFLiteRunner(Runner):
                 resized = True
             prepared[name] = np.ascontiguousarray(v)
         if self._sig_runner is not None:  # signature on another subgraph: let LiteRT do it
-            if not self.options.get("keep_state"):
+            if self._reset:
                 it.reset_all_variables()
             res = self._sig_runner(**{d["_sig_name"]: prepared[n] for n, _, d in self._in})
             return {n: np.asarray(res[d["_sig_name"]]) for n, _, d in self._out}
         if resized:
             it.allocate_tensors()
             self.info["resized_to"] = {n: list(v.shape) for n, v in prepared.items()}
+        if self._reset:  # before set_tensor: a fed initial state must survive
+            it.reset_all_variables()
         for name, idx, _ in self._in:
             it.set_tensor(idx, prepared[name])
-        if not self.options.get("keep_state"):  # fused LSTM state is a variable tensor kept between invokes
-            it.reset_all_variables()
         try:
             it.invoke()
         except (RuntimeError, ValueError) as e:

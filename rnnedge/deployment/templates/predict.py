@@ -226,13 +226,15 @@ class Model:
         self._shapes = {d["index"]: [int(v) for v in d["shape"]] for d in self._in_idx}
         self.batch_free = all(len(d.get("shape_signature", [])) and int(d["shape_signature"][0]) == -1
                               for d in self._in_idx)
-        if sig.get("outputs") and len(sig["outputs"]) == len(self.outputs):
-            names = sorted(sig["outputs"], key=lambda s: [int(t) if t.isdigit() else t
-                                                           for t in re.split(r"(\d+)", s)])
-            outs = {d["index"]: d for d in details_out}
-            self._out_idx = [outs.get(sig["outputs"][n], details_out[i]) for i, n in enumerate(names)]
-        else:
-            self._out_idx = details_out
+        # outputs in the manifest's (the Keras model's) order: by signature name, else tensor name
+        outs = {d["index"]: d for d in details_out}
+        by_name = {d["name"]: d for d in details_out}
+        self._out_idx = []
+        for pos, spec in enumerate(self.outputs):
+            idx = next(((sig.get("outputs") or {})[k] for k in (spec.get("signature_name"), spec["name"])
+                        if k and k in (sig.get("outputs") or {})), None)
+            d = outs.get(idx) or by_name.get(spec.get("tensor")) or by_name.get(spec["name"])
+            self._out_idx.append(d or details_out[pos])
 
     def run(self, feeds) -> list:
         """Outputs (arrays, batch first) for ``feeds``: an array, a list in the model's input order
@@ -288,9 +290,10 @@ class Model:
         if resized:
             with quiet_stderr():
                 it.allocate_tensors()
-        # fused sequence-LSTM ops keep their state in variables between invokes: every call is a
-        # new sequence, so start from zero state (streaming models carry state explicitly instead)
-        if hasattr(it, "reset_all_variables"):
+        # rnnedge's .tflite files give the same result on every invoke(); a file that keeps state
+        # in variable tensors across invokes (manifest: reset_variables) starts each call from
+        # zero state. Reset before set_tensor, so an initial state fed as an input is kept.
+        if self.manifest["model"].get("reset_variables"):
             it.reset_all_variables()
         for d, x in zip(self._in_idx, arrays):
             it.set_tensor(d["index"], x)
