@@ -93,7 +93,7 @@ def main():
                 rows.append({
                     "model": name, "file": fname, "lstm_mode": e["lstm_mode"],
                     "size_kb": round((d / fname).stat().st_size / 1024, 1),
-                    "max_err": e["self_check"].get("max_abs_err"),
+                    "max_err": e["self_check"].get("max_abs_error"),
                     "latency_ms": round(latency_ms(d / fname, xs, a.runs), 3),
                     "tflite_runtime_2_14": e["compat"]["tflite_runtime_2_14"],
                     "ops": sorted({o["name"] for o in e["ops"]} & {"WHILE", "UNIDIRECTIONAL_SEQUENCE_LSTM"}),

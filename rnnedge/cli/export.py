@@ -1,3 +1,9 @@
+"""``rnnedge export SOURCE -o DIR``: artifacts + manifest.json, each checked against the reference.
+
+Exit codes: 0 exported and every artifact passed its parity check (or --no-validate), 1 a parity
+check failed (DIR left as it was; the rejected files are in DIR.rejected), 2 bad input, 3 missing
+dependency, 4 a layer or model that cannot be converted (DIR left as it was).
+"""
 import click
 
 
@@ -17,31 +23,65 @@ import click
 def command(source, formats, out_dir, opset, batch_size, seq_len, allow_flex, quantize, streaming, no_validate,
             as_json):
     """Export SOURCE (spec, preset or .keras file) to OUT_DIR with a manifest.json."""
+    from rnnedge.errors import ParityError
     from rnnedge.exporting import export
 
     fmts = [f.strip() for spec in formats for f in spec.split(",") if f.strip()]
     qs = [q.strip() for spec in quantize for q in spec.split(",") if q.strip()]
-    res = export(source, fmts, out_dir, opset=opset, batch_size=batch_size, seq_len=seq_len, allow_flex=allow_flex,
-                 quantize=qs, streaming=streaming, validate=not no_validate)
+    failed = None
+    try:
+        res = export(source, fmts, out_dir, opset=opset, batch_size=batch_size, seq_len=seq_len,
+                     allow_flex=allow_flex, quantize=qs, streaming=streaming, validate=not no_validate)
+    except ParityError as e:  # out_dir left as it was; the rejected files are reported, then exit 1
+        if getattr(e, "result", None) is None:
+            raise
+        res, failed = e.result, e
     if as_json:
         from rnnedge.cli import print_json
 
-        print_json({"out_dir": str(res.out_dir), "artifacts": res.artifacts, "validation": res.validation})
-        return
+        print_json({"out_dir": str(res.out_dir), "committed": res.committed, "artifacts": res.artifacts,
+                    "validation": res.validation})
+    else:
+        _print(res)
+    if failed is not None:
+        raise failed
+
+
+def _print(res) -> None:
+    """The artifacts with their own self-check and the parity verdict of each (by output)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=f"exported to {res.out_dir}")
-    for c in ("artifact", "format", "size", "self-check max err"):
+    from rnnedge.cli.validate import inputs_text, lengths_text
+
+    rows = (res.validation or {}).get("artifacts") or {}
+    colors = {"pass": "green", "fail": "red", "error": "red", "skipped": "yellow"}
+    t = Table(title=escape(f"exported to {res.out_dir}" if res.committed else
+                           f"rejected (kept in {res.out_dir})"))
+    for c in ("artifact", "format", "size", "self-check max err", "parity", "max abs err", "samples", "seq len"):
         t.add_column(c)
     for name, e in res.artifacts.items():
         sc = e.get("self_check")
         err = sc.get("max_abs_error") if isinstance(sc, dict) else sc
-        t.add_row(name, str(e.get("format", "")), f"{e.get('size', 0):,}", "" if err is None else f"{err:.2e}"
-                  if isinstance(err, float) else str(err))
-    Console().print(t)
-    if res.validation is not None:
-        from rnnedge.errors import ParityError
-
-        if res.validation.get("exit_code", 0) != 0:
-            raise ParityError(f"parity check failed for {out_dir}: run `rnnedge validate {out_dir}` for details")
+        row = rows.get(name) or {}
+        v = row.get("verdict")
+        errs = [o.get("max_abs") for o in (row.get("outputs") or {}).values() if o.get("max_abs") is not None]
+        t.add_row(escape(name), str(e.get("format", "")), f"{e.get('size', 0):,}",
+                  "-" if err is None else f"{err:.2e}" if isinstance(err, float) else str(err),
+                  f"[{colors.get(v, 'white')}]{v}[/]" if v else "not checked",
+                  f"{max(errs):.2e}" if errs else "-",
+                  str(row["samples"]) if row.get("samples") is not None else "-",
+                  escape(lengths_text(row)) if row else "-")
+    con = Console()
+    con.print(t)
+    if res.validation is None:
+        con.print("parity not checked (--no-validate)")
+        return
+    con.print(escape(inputs_text(res.validation)))
+    for name, row in rows.items():
+        if row.get("verdict") != "pass":
+            con.print(f"[{colors.get(row.get('verdict'), 'white')}]{str(row.get('verdict')).upper()}[/] "
+                      f"{escape(name)}: {escape(row.get('message', ''))}")
+    if res.validation.get("reason"):
+        con.print(escape(res.validation["reason"]))
