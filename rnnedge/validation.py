@@ -540,7 +540,8 @@ def failures(report: dict) -> str:
     bad = {n: r for n, r in report["artifacts"].items() if r["verdict"] in ("fail", "error")}
     if not bad and report.get("reason"):
         return report["reason"]
-    return "; ".join(f"{n}: {r['verdict']}: {r.get('message', '')}" for n, r in bad.items())
+    return "; ".join(f"{n}: " + (r.get("message") if str(r.get("message", "")).startswith("error:")
+                                 else f"{r['verdict']}: {r.get('message', '')}") for n, r in bad.items())
 
 
 def raise_for_report(report: dict) -> None:

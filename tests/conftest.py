@@ -51,3 +51,36 @@ def load_example(name: str):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+# The gate runs every .tflite twice in a fresh plain interpreter (rnnedge.validation.repeat_invoke_check).
+# Until the issue-15 TFLite fix (stateless fused LSTM files) is merged, the default fused export
+# keeps h/c between invokes and fails that check: tests about other behaviour mark such rows as
+# the known, expected failure (pytest.xfail at the end, so it shows in the summary).
+PENDING_TFLITE_STATE = ("TFLite file keeps state between invokes (fused LSTM h/c): expected until the "
+                        "issue-15 TFLite fix that makes fused files stateless is merged")
+
+
+def pending_tflite_state(row: dict) -> bool:
+    """True when a validation row failed only because its .tflite keeps state between invokes."""
+    rep = row.get("repeat_invoke") or {}
+    outs = row.get("outputs") or {}
+    return (row.get("verdict") == "fail" and rep.get("identical") is False
+            and all(o.get("verdict") == "pass" for o in outs.values()))
+
+
+def perturb_onnx(path) -> str:
+    """A deliberately wrong ONNX artifact: its largest float weight shifted and scaled (in place).
+    Returns the initializer's name."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    big = max((t for t in m.graph.initializer if t.data_type == onnx.TensorProto.FLOAT),
+              key=lambda t: int(np.prod(t.dims)))
+    arr = numpy_helper.to_array(big).copy()
+    arr.flat[0] += 0.5
+    arr *= 1.05
+    big.CopyFrom(numpy_helper.from_array(arr, big.name))
+    onnx.save(m, str(path))
+    return big.name

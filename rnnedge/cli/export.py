@@ -49,11 +49,10 @@ def command(source, formats, out_dir, opset, batch_size, seq_len, allow_flex, qu
 
 def _print(res) -> None:
     """The artifacts with their own self-check and the parity verdict of each (by output)."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    from rnnedge.cli.validate import inputs_text, lengths_text
+    from rnnedge.cli.validate import _console, inputs_text, lengths_text
 
     rows = (res.validation or {}).get("artifacts") or {}
     colors = {"pass": "green", "fail": "red", "error": "red", "skipped": "yellow"}
@@ -73,7 +72,7 @@ def _print(res) -> None:
                   f"{max(errs):.2e}" if errs else "-",
                   str(row["samples"]) if row.get("samples") is not None else "-",
                   escape(lengths_text(row)) if row else "-")
-    con = Console()
+    con = _console(False)
     con.print(t)
     if res.validation is None:
         con.print("parity not checked (--no-validate)")
