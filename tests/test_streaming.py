@@ -288,6 +288,8 @@ def export_folders(tmp_path_factory, exported):
     """rnnedge.export(..., streaming=True) folders (reference.keras, manifest, full + step models);
     export validates every artifact, step models included."""
     import rnnedge
+    from conftest import pending_tflite_state
+    from rnnedge.errors import ParityError
 
     out = {}
     for name in ("lstm2_dense", "textgen"):
@@ -295,7 +297,14 @@ def export_folders(tmp_path_factory, exported):
         src = tmp_path_factory.mktemp(f"src_{name}") / f"{name}.keras"
         model.save(src)
         d = tmp_path_factory.mktemp(f"export_{name}")
-        out[name] = (model, d, rnnedge.export(src, ["onnx", "tflite"], d, streaming=True))
+        try:
+            res = rnnedge.export(src, ["onnx", "tflite"], d, streaming=True)
+        except ParityError as e:  # only the known fused-TFLite state failure is tolerated (conftest)
+            res = e.result
+            if not all(r["verdict"] == "pass" or pending_tflite_state(r)
+                       for r in res.validation["artifacts"].values()):
+                raise
+        out[name] = (model, res.out_dir, res)
     return out
 
 
