@@ -95,7 +95,7 @@ def lstm_modes(a):
                 convert_s = time.perf_counter() - t0
                 rows.append({"model": name, "batch": B, "mode": e["lstm_mode"], "threads": a.threads,
                              "p50_ms": round(latency_ms(d / "model.tflite", [x], a.runs, a.threads), 3),
-                             "max_err": e["self_check"].get("max_abs_err"),
+                             "max_err": e["self_check"].get("max_abs_error"),
                              "size_kb": round((d / "model.tflite").stat().st_size / 1024, 1),
                              "convert_s": round(convert_s, 1)})
                 print(json.dumps(rows[-1]), flush=True)
@@ -151,7 +151,7 @@ def main():
                 rows.append({
                     "model": name, "file": fname, "lstm_mode": e["lstm_mode"],
                     "size_kb": round((d / fname).stat().st_size / 1024, 1),
-                    "max_err": e["self_check"].get("max_abs_err"),
+                    "max_err": e["self_check"].get("max_abs_error"),
                     "latency_ms": round(latency_ms(d / fname, xs, a.runs), 3),
                     "tflite_runtime_2_14": e["compat"]["tflite_runtime_2_14"],
                     "ops": sorted({o["name"] for o in e["ops"]} & {"WHILE", "UNIDIRECTIONAL_SEQUENCE_LSTM"}),

@@ -1,50 +1,40 @@
 """Numerical parity of every artifact in an export folder against ``reference.keras``.
 
 ``validate(dir)`` runs the Keras reference and each artifact of ``manifest.json`` (ONNX,
-ORT, TFLite, TF.js in Node, quantized variants) on the *same* realistic inputs
-(:mod:`rnnedge.inputs`: padded token ids inside the vocabulary, smooth series, several
-sequence lengths when the time axis is free, the artifact's fixed batch respected) and
+ORT, TFLite, TF.js in Node, quantized variants) on the *same* realistic inputs and
 reports, per artifact and per output: max / mean absolute error, max relative error,
 cosine similarity, top-1 agreement for classifier outputs (softmax: argmax; sigmoid:
 > 0.5) and, for sequence outputs, the max error per time step. Figures go into
 ``manifest.json`` (``artifacts[name]["parity"]``), written atomically.
 
-Tolerances (by the artifact's precision; an element passes when
-``|a - r| <= atol + rtol * |r|``, as ``numpy.allclose``)
-==================================================================================
+Three parts, each its own module (as Polygraphy separates data loader, runner and comparator):
 
-=========================  =======  =======  =========================================
-precision                  atol     rtol     why
-=========================  =======  =======  =========================================
-float32 (onnx, ort,        1e-5     1e-5     same math in fp32, only the order of
-tflite)                                      summation differs: errors seen here are
-                                             1e-7..1e-6 for T <= 100 (Polygraphy's
-                                             default is 1e-5 as well).
-float32, TF.js             1e-4     1e-4     the JS CPU backend's exp/tanh differ a few
-                                             ulps and accumulate over time steps.
-fp16                       1e-2     1e-2     half-precision weights: 11-bit mantissa,
-                                             ~5e-4 relative per weight, a few 1e-3 after
-                                             a recurrence (measured ~3e-4 here).
-int8, uint8, int8-static,  1e-1     1e-1     8-bit weights (and activations): ~1e-2
-dynamic (TFLite)                             typical, 1e-1 leaves room for saturation-
-                                             free but coarse scales. **Classifier
-                                             outputs are judged by top-1 agreement
-                                             >= 0.98 instead** (what a user sees).
-=========================  =======  =======  =========================================
+* the inputs, :mod:`rnnedge.inputs`: padded token ids inside the vocabulary, smooth series of
+  any rank, masked steps where a ``Masking`` layer reads the input, per-input fixed lengths,
+  or a calibration file; several lengths when the time axis is free, the ones asked
+  (``seq_lens``), or the calibration file's own;
+* the pairing, :mod:`rnnedge.matching`: **every** output compared, **by position** (never by
+  Keras name: ``return_state`` / ``merge_mode=None`` give several outputs one name); inputs by name;
+* the comparator, :mod:`rnnedge.comparator`: figures, tolerances by precision, verdicts.
 
-Override with ``atol``/``rtol`` (a number for every precision, or ``{precision: number}``)
-and ``min_agreement``. A classifier output is one made by a softmax or sigmoid
-activation in the reference model (the last Dense / TimeDistributed(Dense) /
-Activation layer); agreement is always reported for those, and judged for the 8-bit
-precisions only.
+The reference and each artifact run at their fixed batch (a ``stateful=True`` model: its batch,
+from a zero state for every batch of samples, as the stateless artifacts compute). Each TFLite
+artifact is also run **twice on the same input in a fresh plain interpreter** (LiteRT's
+``Interpreter`` as an app uses it: no ``reset_all_variables()``, no rnnedge runner); any
+difference fails it: the file keeps state between ``invoke()`` calls (e.g. a fused LSTM's h/c in
+variable tensors), so an app gets wrong results from the second call on.
 
-Verdicts per artifact: ``pass``, ``fail`` (a tolerance is exceeded), ``skipped``
-(e.g. TF.js without ``node``), ``error`` (missing/corrupt file, mismatched inputs,
-runtime not installed: the message says which). ``report["exit_code"]`` is 1 when an
-artifact failed or errored, else 3 when one could not be checked because its runtime is missing
-(TF.js without Node or its runner's packages; the message gives the install command, the row
-has ``missing_dependency``), else 0 (other skips allowed); a folder without ``manifest.json``
-or ``reference.keras`` raises :class:`~rnnedge.errors.UsageError` (exit 2).
+Verdicts per artifact: ``pass``, ``fail`` (a tolerance is exceeded, or TFLite state kept between
+invokes), ``skipped`` (e.g. TF.js without ``node``), ``error`` (missing/corrupt file, mismatched
+inputs or output count, runtime not installed: the message says which). ``report["exit_code"]``
+is 1 when an artifact failed or errored, else 3 when one could not be checked because its runtime
+is missing (TF.js without Node or its runner's packages; the message gives the install command,
+the row has ``missing_dependency``), else 2 when nothing was compared (every artifact skipped;
+``reason`` says why), else 0.
+A folder without ``manifest.json``, ``reference.keras`` or any model artifact raises
+:class:`~rnnedge.errors.UsageError` (exit 2).
+
+The tolerances: :mod:`rnnedge.comparator` (re-exported here).
 """
 from __future__ import annotations
 
@@ -56,54 +46,18 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from rnnedge.comparator import (  # noqa: F401 - re-exported: the public names of validation
+    EIGHT_BIT, TOLERANCES, case_key, compare, judge, merge, precision_of, tolerance_for)
 from rnnedge.errors import RnnedgeError, UsageError
 from rnnedge.manifest import load_manifest, now_iso, save_manifest, sha256_file
 
 REFERENCE = "reference.keras"
 DEFAULT_SAMPLES = 64
-EIGHT_BIT = ("int8", "uint8", "int8-static", "dynamic")
-TOLERANCES: dict[str, dict] = {
-    "float32": {"atol": 1e-5, "rtol": 1e-5},
-    "float32-tfjs": {"atol": 1e-4, "rtol": 1e-4},
-    "fp16": {"atol": 1e-2, "rtol": 1e-2},
-    **{p: {"atol": 1e-1, "rtol": 1e-1, "min_agreement": 0.98} for p in EIGHT_BIT},
-}
-_REL_EPS = 1e-7
 
 
 # ---------------------------------------------------------------------------------------
 # small pieces
 # ---------------------------------------------------------------------------------------
-def precision_of(name: str, entry: dict) -> str:
-    """``float32`` / ``float32-tfjs`` / ``fp16`` / ``int8`` ... for a manifest entry."""
-    q = entry.get("quantization")
-    p = entry.get("precision") or (q.get("mode") if isinstance(q, dict) else q)
-    if not p:
-        parts = Path(name).name.split(".")
-        p = next((x for x in parts[1:-1] if x in TOLERANCES or x == "fp16"), "float32")
-    if p in ("float32", "fp32", "float") and entry.get("format") == "tfjs":
-        return "float32-tfjs"
-    if p in ("fp32", "float"):
-        return "float32"
-    return p
-
-
-def tolerance_for(precision: str, atol=None, rtol=None, min_agreement=None) -> dict:
-    base = dict(TOLERANCES.get(precision) or TOLERANCES["int8" if "int" in precision else "float32"])
-
-    def pick(v, key):
-        if isinstance(v, dict):
-            v = v.get(precision, v.get(precision.split("-")[0]))
-        if v is not None:
-            base[key] = float(v)
-
-    pick(atol, "atol")
-    pick(rtol, "rtol")
-    if min_agreement is not None and "min_agreement" in base:
-        base["min_agreement"] = float(min_agreement)
-    return base
-
-
 def classifier_kinds(model) -> list[str | None]:
     """Per model output: ``softmax`` / ``sigmoid`` when that activation makes it, else None."""
     kinds = []
@@ -131,57 +85,6 @@ def _activation_kind(layer) -> str | None:
     return None
 
 
-def compare(ref: np.ndarray, out: np.ndarray, *, atol: float, rtol: float,
-            classifier: str | None = None) -> dict:
-    """Error figures of ``out`` against ``ref`` (same shape)."""
-    r = np.asarray(ref, dtype=np.float64)
-    a = np.asarray(out, dtype=np.float64)
-    d = np.abs(a - r)
-    finite = bool(np.isfinite(a).all())
-    res: dict[str, Any] = {
-        "max_abs": float(d.max()) if d.size else 0.0,
-        "mean_abs": float(d.mean()) if d.size else 0.0,
-        "max_rel": float((d / (np.abs(r) + _REL_EPS)).max()) if d.size else 0.0,
-        "worst_excess": float((d - (atol + rtol * np.abs(r))).max()) if d.size else 0.0,
-        "n": int(d.size),
-        "finite": finite,
-    }
-    na, nr = np.linalg.norm(a.ravel()), np.linalg.norm(r.ravel())
-    res["cosine"] = 1.0 if na == 0 and nr == 0 else float(np.dot(a.ravel(), r.ravel()) / max(na * nr, 1e-30))
-    if classifier:
-        if classifier == "softmax" and r.shape[-1] > 1:
-            agree = np.argmax(a, axis=-1) == np.argmax(r, axis=-1)
-        else:
-            agree = (a > 0.5) == (r > 0.5)
-        res["top1_agreement"] = float(agree.mean()) if agree.size else 1.0
-        res["top1_n"] = int(agree.size)
-    if r.ndim >= 3:  # (batch, time, ...): max error per step
-        res["per_timestep_max_abs"] = [float(x) for x in d.reshape(d.shape[0], d.shape[1], -1).max(axis=(0, 2))]
-    return res
-
-
-def _merge(cases: list[tuple[int | None, dict]]) -> dict:
-    """Aggregate one output's figures over the sequence-length cases."""
-    out: dict[str, Any] = {}
-    ns = [c["n"] for _, c in cases]
-    tot = max(1, sum(ns))
-    out["max_abs"] = max(c["max_abs"] for _, c in cases)
-    out["mean_abs"] = sum(c["mean_abs"] * c["n"] for _, c in cases) / tot
-    out["max_rel"] = max(c["max_rel"] for _, c in cases)
-    out["cosine"] = min(c["cosine"] for _, c in cases)
-    out["worst_excess"] = max(c["worst_excess"] for _, c in cases)
-    out["finite"] = all(c["finite"] for _, c in cases)
-    if all("top1_agreement" in c for _, c in cases):
-        tn = sum(c["top1_n"] for _, c in cases)
-        out["top1_agreement"] = sum(c["top1_agreement"] * c["top1_n"] for _, c in cases) / max(1, tn)
-    first = cases[0][1]
-    if "per_timestep_max_abs" in first:
-        out["per_timestep_max_abs"] = [float(f"{x:.3g}") for x in first["per_timestep_max_abs"]]
-    if len(cases) > 1:
-        out["by_seq_len"] = {str(L): {"max_abs": c["max_abs"], "mean_abs": c["mean_abs"]} for L, c in cases}
-    return out
-
-
 def _runtime_missing(entry: dict) -> str | None:
     if entry.get("format") == "tfjs" and shutil.which("node") is None:
         from rnnedge.runtime.tfjs import node_install_command
@@ -189,10 +92,6 @@ def _runtime_missing(entry: dict) -> str | None:
         return ("skipped: node not found (Node.js >= 18 runs the TF.js artifact): install it with "
                 f"`{node_install_command()}`")
     return None
-
-
-def _artifact_path(folder: Path, name: str, entry: dict) -> Path:
-    return folder / name
 
 
 def _is_model_artifact(name: str, entry: dict) -> bool:
@@ -216,6 +115,11 @@ def _short(e: BaseException) -> str:
 # ---------------------------------------------------------------------------------------
 # the reference
 # ---------------------------------------------------------------------------------------
+def _fixed_batch(infos) -> int | None:
+    return next((i.shape[0] for i in infos if i.shape and isinstance(i.shape[0], int) and i.shape[0] > 0),
+                None)
+
+
 REFERENCE_KINDS = ("auto", "keras", "tfjs")
 
 
@@ -228,13 +132,13 @@ def _tfjs_original(manifest: dict) -> tuple[str, dict] | None:
 
 
 class _Reference:
-    """reference.keras + cached inputs/outputs per sequence length. The outputs come from
-    reference.keras, or (``reference="tfjs"``, or ``"auto"`` when the export was imported from
-    TF.js and Node is installed) from the original TF.js model run in Node."""
+    """reference.keras + cached inputs/outputs per input case (``{input: T}``). The outputs come
+    from reference.keras, or (``reference="tfjs"``, or ``"auto"`` when the export was imported from
+    TF.js and Node is installed) from the original TF.js model run in Node, matched by position."""
 
     def __init__(self, folder: Path, manifest: dict, samples: int, seed: int, calibration,
-                 reference: str = "auto"):
-        from rnnedge.inputs import specs_from_tensors
+                 seq_lens: list[int] | None = None, reference: str = "auto"):
+        from rnnedge.inputs import keras_mask_values, specs_from_tensors
         from rnnedge.runtime import open_runner
 
         path = folder / REFERENCE
@@ -248,16 +152,20 @@ class _Reference:
             raise UsageError(f"{path}: cannot load the reference model: {_short(e)}") from None
         self.model = getattr(self.runner, "model", None)
         self.preprocessing = manifest.get("preprocessing") or {}
-        vocab = {}
+        vocab, masks = {}, {}
         if hasattr(self.runner, "vocab_sizes"):
             vocab = self.runner.vocab_sizes()
-        if not vocab and self.model is not None:
+        if self.model is not None:
             from rnnedge.inputs import keras_vocab_sizes
 
-            vocab = keras_vocab_sizes(self.model)
-        self.specs = specs_from_tensors(self.runner.inputs, self.preprocessing, vocab=vocab or None)
+            vocab = vocab or keras_vocab_sizes(self.model)
+            masks = keras_mask_values(self.model)
+        self.specs = specs_from_tensors(self.runner.inputs, self.preprocessing, vocab=vocab or None,
+                                        mask_values=masks)
         self.kinds = classifier_kinds(self.model) if self.model is not None else [None] * len(self.runner.outputs)
-        self.samples, self.seed, self.calibration = samples, seed, calibration
+        self.batch = _fixed_batch(self.runner.inputs)  # a stateful model's batch (state reset per run)
+        self.stateful = bool(self.runner.info.get("stateful"))
+        self.samples, self.seed, self.calibration, self.seq_lens = samples, seed, calibration, seq_lens
         self._cache: dict = {}
         self.name, self.note, self.tfjs = REFERENCE, None, None
         if reference not in REFERENCE_KINDS:
@@ -281,41 +189,34 @@ class _Reference:
         return [s.name for s in self.specs]
 
     @property
-    def output_names(self) -> list[str]:
-        return [o.name for o in self.runner.outputs]
+    def outputs(self) -> list:
+        return list(self.runner.outputs)
 
-    def lengths_for(self, art_inputs) -> list[int | None]:
-        """Sequence lengths to test an artifact whose inputs are ``art_inputs`` (ref order)."""
-        from rnnedge.inputs import sequence_lengths
+    def cases_for(self, fixed: dict[str, int]) -> list[dict[str, int]]:
+        """The input cases for an artifact whose inputs fix the lengths ``fixed`` ({ref name: T})."""
+        from rnnedge.inputs import input_cases
 
-        lengths = sequence_lengths(self.specs, self.preprocessing, self.calibration)
-        fixed = set()
-        for spec, info in zip(self.specs, art_inputs):
-            ax = spec.time_axis
-            if ax is not None and len(info.shape) > ax and isinstance(info.shape[ax], int):
-                fixed.add(info.shape[ax])
-        if len(fixed) > 1:
-            raise UsageError(f"the artifact's inputs have different fixed time lengths {sorted(fixed)}")
-        if fixed:
-            return [fixed.pop()]
-        return lengths
+        return input_cases(self.specs, preprocessing=self.preprocessing, calibration=self.calibration,
+                           seq_lens=self.seq_lens, fixed=fixed)
 
-    def case(self, seq_len):
-        if seq_len not in self._cache:
+    def case(self, lengths: dict[str, int]):
+        key = tuple(sorted(lengths.items()))
+        if key not in self._cache:
             from rnnedge.inputs import sample_inputs
 
-            feeds = sample_inputs(self.specs, self.samples, seq_len=seq_len, seed=self.seed,
+            feeds = sample_inputs(self.specs, self.samples, lengths=lengths, seed=self.seed,
                                   calibration=self.calibration, preprocessing=self.preprocessing)
             outs = self._run(feeds)
-            self._cache[seq_len] = (feeds, outs)
-        return self._cache[seq_len]
+            self._cache[key] = (feeds, outs)
+        return self._cache[key]
 
     def _run(self, feeds: dict) -> dict:
         if self.tfjs is None:
-            return self.runner.run(feeds)
+            return _run_batched(self.runner, feeds, self.batch)
         # the TF.js model takes the same inputs and gives the same outputs, by position
-        got = self.tfjs.run({t.name: feeds[n] for t, n in zip(self.tfjs.inputs, self.input_names)})
-        return {n: got[t.name] for n, t in zip(self.output_names, self.tfjs.outputs)}
+        got = _run_batched(self.tfjs, {t.name: feeds[n] for t, n in zip(self.tfjs.inputs, self.input_names)},
+                           self.batch)
+        return {o.name: got[t.name] for o, t in zip(self.outputs, self.tfjs.outputs)}
 
     def close(self) -> None:
         self.runner.close()
@@ -335,24 +236,6 @@ def _aliases(listed) -> dict[str, str]:
             if k:
                 out[x["name"]] = k
     return out
-
-
-def _map_names(ref_names: list[str], art_names: list[str], what: str,
-               aliases: dict[str, str] | None = None) -> tuple[dict[str, str], str | None]:
-    """``{ref_name: art_name}``; by name (or the manifest's keras_name), else by position when
-    no name matches (noted)."""
-    if set(ref_names) == set(art_names):
-        return {n: n for n in ref_names}, None
-    if aliases:
-        keyed = {aliases.get(a, a): a for a in art_names}
-        if set(keyed) == set(ref_names):
-            return {n: keyed[n] for n in ref_names}, None
-    if len(ref_names) != len(art_names):
-        raise UsageError(f"the artifact has {len(art_names)} {what}(s) {art_names}, the reference "
-                         f"{len(ref_names)} {ref_names}")
-    if not set(ref_names) & set(art_names):
-        return dict(zip(ref_names, art_names)), f"{what}s matched by position"
-    raise UsageError(f"mismatched {what} names: the artifact has {art_names}, the reference {ref_names}")
 
 
 def _check_manifest_io(entry: dict, runner) -> None:
@@ -406,19 +289,82 @@ def _run_batched(runner, feeds: dict, batch: int | None) -> dict:
     return {k: np.concatenate(v, axis=0)[:n] for k, v in parts.items()}
 
 
+def repeat_invoke_check(path: str | os.PathLike, feeds: dict[str, np.ndarray], entry: dict | None = None,
+                        interpreter: str = "auto", seed: int = 0) -> dict:
+    """Run a ``.tflite`` twice on the same input in a fresh plain interpreter (LiteRT's
+    ``Interpreter``, as an app does: ``allocate_tensors``, ``set_tensor``, ``invoke``; no
+    ``reset_all_variables()``, no rnnedge runner) and compare the two results exactly.
+
+    ``feeds``: ``{input name: array}`` (Keras or interpreter names; the manifest ``entry``'s
+    ``inputs`` aliases are used); the first rows are taken for a fixed batch, and an input no
+    feed fits gets N(0, 0.5) values of the tensor's shape. Returns ``{identical, max_diff,
+    outputs_differing, interpreter, input_shapes}``; ``identical`` False means the file keeps
+    state between invokes (variable tensors nothing rewrites, e.g. a fused LSTM's h/c)."""
+    from rnnedge.runtime.tflite import _import_interpreter, _strip
+
+    mod, rt_name = _import_interpreter(interpreter)
+    it = mod.Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    names_of: dict[str, set] = {}
+    for x in (entry or {}).get("inputs") or []:
+        if isinstance(x, dict) and x.get("name"):
+            names_of[x["name"]] = {str(x[k]) for k in ("name", "signature_name", "keras_name") if x.get(k)}
+    rng = np.random.default_rng(seed)
+    chosen: dict[int, np.ndarray] = {}
+    resized = False
+    for d in it.get_input_details():
+        sig = [int(s) for s in (d.get("shape_signature") if d.get("shape_signature") is not None
+                                and len(d.get("shape_signature")) else d["shape"])]
+        cands = {d["name"], _strip(d["name"])} | names_of.get(d["name"], set())
+        v = next((np.asarray(feeds[c]) for c in cands if c in feeds), None)
+        if v is not None and v.ndim == len(sig):
+            if sig[0] > 0 and v.shape[0] != sig[0]:
+                v = v[: sig[0]] if v.shape[0] >= sig[0] else None
+            if v is not None and any(s > 0 and s != n for s, n in zip(sig, v.shape)):
+                v = None
+        else:
+            v = None
+        if v is None:
+            v = rng.normal(0, 0.5, size=[int(s) for s in d["shape"]])
+        v = np.ascontiguousarray(v.astype(d["dtype"]))
+        if list(v.shape) != [int(s) for s in d["shape"]]:
+            it.resize_tensor_input(d["index"], list(v.shape), strict=False)
+            resized = True
+        chosen[d["index"]] = v
+    if resized:
+        it.allocate_tensors()
+    runs = []
+    for _ in range(2):
+        for idx, v in chosen.items():
+            it.set_tensor(idx, v)
+        it.invoke()
+        runs.append([it.get_tensor(o["index"]).copy() for o in it.get_output_details()])
+    diffs, differing = [], []
+    for o, a, b in zip(it.get_output_details(), *runs):
+        same = np.array_equal(a, b, equal_nan=True)
+        diffs.append(0.0 if same or not a.size else float(np.nanmax(np.abs(a.astype(np.float64) - b))))
+        if not same:
+            differing.append(_strip(o["name"]))
+    return {"identical": not differing, "max_diff": max(diffs, default=0.0), "outputs_differing": differing,
+            "interpreter": rt_name, "input_shapes": [list(v.shape) for v in chosen.values()]}
+
+
 def _validate_one(folder: Path, name: str, entry: dict, ref: _Reference, tol: dict,
                   runner_options: dict) -> dict:
+    from rnnedge.inputs import case_label
+    from rnnedge.matching import match_inputs, match_outputs
     from rnnedge.runtime import open_runner
 
     row: dict[str, Any] = {"format": entry.get("format"), "precision": None, "tolerance": tol}
-    path = _artifact_path(folder, name, entry)
+    path = folder / name
     if not path.exists():
         raise UsageError(f"{name}: file not found")
     if path.is_file() and entry.get("sha256") and sha256_file(path) != entry["sha256"]:
         row.setdefault("notes", []).append("sha256 differs from manifest.json (file changed since export)")
     from rnnedge.runtime.streaming import SequenceRunner, is_step_model
 
-    if is_step_model(entry):  # compared as the full model: stepped through each whole sequence
+    step = is_step_model(entry)
+    if step:  # compared as the full model: stepped through each whole sequence
         runner = SequenceRunner(path, **runner_options)
         row.setdefault("notes", []).append(f"step model: run one timestep at a time (output_mode "
                                            f"{entry.get('output_mode')!r})")
@@ -428,69 +374,63 @@ def _validate_one(folder: Path, name: str, entry: dict, ref: _Reference, tol: di
         t0 = time.perf_counter()
         runner.load()
         _check_manifest_io(entry, runner.session.runner if isinstance(runner, SequenceRunner) else runner)
-        imap, note = _map_names(ref.input_names, [i.name for i in runner.inputs], "input",
-                                _aliases(entry.get("inputs")))
+        imap, note = match_inputs(ref.input_names, runner.inputs, _aliases(entry.get("inputs")))
         if note:
             row.setdefault("notes", []).append(note)
-        omap, note = _map_names(ref.output_names, [o.name for o in runner.outputs], "output",
-                                _aliases(entry.get("outputs")))
-        if note:
-            row.setdefault("notes", []).append(note)
+        pairs = match_outputs(ref.outputs, runner.outputs)  # by position, every output
         _check_shapes(ref, imap, runner)
         by = {i.name: i for i in runner.inputs}
-        art_inputs = [by[imap[n]] for n in ref.input_names]
-        lengths = ref.lengths_for(art_inputs)
-        batch = next((i.shape[0] for i in art_inputs if i.shape and isinstance(i.shape[0], int)), None)
+        fixed = {}
+        for spec in ref.specs:
+            info, ax = by[imap[spec.name]], spec.time_axis
+            if ax is not None and len(info.shape) > ax and isinstance(info.shape[ax], int):
+                fixed[spec.name] = info.shape[ax]
+        cases = ref.cases_for(fixed)
+        batch = _fixed_batch([by[imap[n]] for n in ref.input_names])
         row["batch"] = batch
-        row["seq_lens"] = lengths
-        per_out: dict[str, list] = {o: [] for o in ref.output_names}
-        for L in lengths:
-            feeds, ref_outs = ref.case(L)
-            outs = _run_batched(runner, {imap[k]: v for k, v in feeds.items()}, batch)
-            for oname, kind in zip(ref.output_names, ref.kinds):
-                r = np.asarray(ref_outs[oname])
-                a = np.asarray(outs[omap[oname]])
+        row["seq_lens"] = [case_label(c) for c in cases]
+        per_out: list[list] = [[] for _ in pairs]
+        n_rows = []
+        for case in cases:
+            feeds, ref_outs = ref.case(case)
+            n_rows.append(len(next(iter(feeds.values()))) if feeds else 0)
+            outs = list(_run_batched(runner, {imap[k]: v for k, v in feeds.items()}, batch).values())
+            refs = list(ref_outs.values())
+            if len(outs) != len(pairs):
+                raise UsageError(f"the artifact returned {len(outs)} output(s); it lists {len(pairs)}")
+            for k, ((rname, aname), kind) in enumerate(zip(pairs, ref.kinds)):
+                r, a = np.asarray(refs[k]), np.asarray(outs[k])
                 if a.shape != r.shape:
                     if a.size == r.size:
                         a = a.reshape(r.shape)
                     else:
-                        raise UsageError(f"output '{omap[oname]}' has shape {list(a.shape)}, the reference "
-                                         f"'{oname}' {list(r.shape)} (seq_len {L})")
-                per_out[oname].append((L, compare(r, a, atol=tol["atol"], rtol=tol["rtol"], classifier=kind)))
+                        raise UsageError(f"output {k} '{aname}' has shape {list(a.shape)}, the reference "
+                                         f"output {k} '{rname}' {list(r.shape)} (inputs {case_key(case)})")
+                per_out[k].append((case_label(case), compare(r, a, atol=tol["atol"], rtol=tol["rtol"],
+                                                             classifier=kind)))
+        row["samples"] = min(n_rows) if n_rows else 0
         row["seconds"] = round(time.perf_counter() - t0, 3)
         row["runtime"] = {k: v for k, v in runner.info.items() if isinstance(v, (str, int, float, bool))}
     finally:
         runner.close()
     outputs = {}
-    for oname, kind in zip(ref.output_names, ref.kinds):
-        m = _merge(per_out[oname])
-        m["classifier"] = kind
-        judged_by_top1 = bool(kind) and "min_agreement" in tol
-        m["judged_by"] = "top1_agreement" if judged_by_top1 else "atol/rtol"
-        if not m["finite"]:
-            ok = False
-        elif judged_by_top1:
-            ok = m["top1_agreement"] >= tol["min_agreement"]
-        else:
-            ok = m["worst_excess"] <= 0.0
-        m["verdict"] = "pass" if ok else "fail"
-        outputs[oname] = m
+    for k, ((rname, aname), kind) in enumerate(zip(pairs, ref.kinds)):
+        m = judge(merge(per_out[k]), kind, tol)
+        outputs[rname] = {"index": k, "artifact_output": aname, **m}
     row["outputs"] = outputs
-    fails = [(o, m) for o, m in outputs.items() if m["verdict"] == "fail"]
-    if fails:
-        row["verdict"] = "fail"
-        msgs = []
-        for o, m in fails:
-            if not m["finite"]:
-                msgs.append(f"'{o}': non-finite values")
-            elif m["judged_by"] == "top1_agreement":
-                msgs.append(f"'{o}': top-1 agreement {m['top1_agreement']:.3f} < {tol['min_agreement']}")
-            else:
-                msgs.append(f"'{o}': max abs error {m['max_abs']:.3g} > atol {tol['atol']:g} + rtol "
-                            f"{tol['rtol']:g}*|ref|")
+    msgs = [f"output {m['index']} '{o}': {m['reason']}" for o, m in outputs.items() if m["verdict"] == "fail"]
+    if path.suffix == ".tflite" and not step:
+        feeds, _ = ref.case(cases[0])
+        rep = repeat_invoke_check(path, feeds, entry, runner_options.get("interpreter", "auto"), ref.seed)
+        row["repeat_invoke"] = rep
+        if not rep["identical"]:
+            msgs.append(f"a second invoke() on the same input in a fresh {rep['interpreter']} interpreter gives "
+                        f"other outputs (max difference {rep['max_diff']:.3g} in {', '.join(rep['outputs_differing'])}): "
+                        "the file keeps state between invokes (variable tensors, e.g. a fused LSTM's h/c), so an "
+                        "app that does not call reset_all_variables() gets wrong results from its second call")
+    row["verdict"] = "fail" if msgs else "pass"
+    if msgs:
         row["message"] = "; ".join(msgs)
-    else:
-        row["verdict"] = "pass"
     return row
 
 
@@ -500,14 +440,18 @@ def _validate_one(folder: Path, name: str, entry: dict, ref: _Reference, tol: di
 def validate(folder: str | os.PathLike, artifacts: Iterable[str] | None = None, *,
              samples: int = DEFAULT_SAMPLES, atol: float | dict | None = None,
              rtol: float | dict | None = None, min_agreement: float | None = None, seed: int = 0,
-             calibration: str | os.PathLike | dict | None = None, write_manifest: bool = True,
-             runner_options: dict | None = None, reference: str = "auto") -> dict:
+             calibration: str | os.PathLike | dict | None = None, seq_lens: Iterable[int] | None = None,
+             write_manifest: bool = True, runner_options: dict | None = None, reference: str = "auto") -> dict:
     """Validate the artifacts of ``folder`` (all in the manifest, or those named) against
     ``reference.keras``, or for an export of a TF.js model against that model run in Node
     (``reference``: ``auto`` = TF.js when the folder has one and Node is installed, ``keras``,
-    ``tfjs``; the report's and the manifest's ``reference`` say which). Returns the report (see
-    the module docstring); never raises for a bad artifact (its row says ``error``), raises
-    :class:`UsageError` for a bad folder."""
+    ``tfjs``; the report's and the manifest's ``reference`` say which). Returns the report (see the module docstring); never raises for a
+    bad artifact (its row says ``error``), raises :class:`UsageError` for a bad folder or a
+    folder with nothing to validate.
+
+    ``samples`` rows per input case (fewer when ``calibration`` holds fewer); ``seq_lens``: the
+    lengths of free time axes (default: the primary length and about half of it, or the
+    calibration file's own lengths); ``calibration``: a .npy/.npz path or ``{name|index: array}``."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UsageError(f"{folder}: no such folder")
@@ -522,6 +466,10 @@ def validate(folder: str | os.PathLike, artifacts: Iterable[str] | None = None, 
         names = [n for n, e in arts.items()
                  if n != REFERENCE and e.get("role") != "reference" and e.get("format") != "keras"
                  and _is_model_artifact(n, e)]
+        if not names:
+            raise UsageError(f"{folder}: nothing to validate: manifest.json lists no model artifact "
+                             f"({', '.join(arts) or 'no artifact at all'}); export one with "
+                             f"`rnnedge export MODEL -f onnx -o {folder}`")
     else:
         names = list(artifacts)
     unknown = [n for n in names if n not in arts and n != REFERENCE]
@@ -530,12 +478,15 @@ def validate(folder: str | os.PathLike, artifacts: Iterable[str] | None = None, 
                          f"{', '.join(arts) or 'nothing'})")
     if samples < 1:
         raise UsageError("samples must be >= 1")
+    lens = [int(t) for t in seq_lens] if seq_lens else None
+    if lens and min(lens) < 1:
+        raise UsageError(f"seq_lens must be >= 1, got {lens}")
     calib = calibration
     if calibration is not None and not isinstance(calibration, dict):
         from rnnedge.inputs import load_calibration
 
         calib = load_calibration(calibration)
-    ref = _Reference(folder, manifest, samples, seed, calib, reference)
+    ref = _Reference(folder, manifest, samples, seed, calib, lens, reference)
     rows: dict[str, dict] = {}
     try:
         for name in names:
@@ -572,31 +523,45 @@ def validate(folder: str | os.PathLike, artifacts: Iterable[str] | None = None, 
     finally:
         ref.close()
     counts = {v: sum(1 for r in rows.values() if r["verdict"] == v) for v in ("pass", "fail", "skipped", "error")}
+    compared = counts["pass"] + counts["fail"] + counts["error"]
+    exit_code = _exit_code(rows, compared)
     report = {
         "folder": str(folder),
         "reference": ref.name,
         "samples": samples,
         "seed": seed,
+        "inputs": {"source": "calibration" if calib is not None else "generated",
+                   "calibration": str(calibration) if calibration is not None and not isinstance(calibration, dict)
+                   else None,
+                   "seq_lens": lens, "kinds": {s.name: s.kind for s in ref.specs},
+                   "masked": {s.name: s.mask_value for s in ref.specs if s.mask_value is not None}},
         "input_kinds": {s.name: s.kind for s in ref.specs},
+        "reference_state": "stateful" if ref.stateful else "stateless",
         "validated": now_iso(),
         "artifacts": rows,
         "summary": counts,
-        "ok": counts["fail"] == 0 and counts["error"] == 0,
-        "exit_code": _exit_code(rows),
+        "ok": exit_code == 0,
+        "exit_code": exit_code,
     }
     if ref.note:
         report["reference_note"] = ref.note
+    if not compared:
+        report["reason"] = "nothing was validated: " + "; ".join(
+            f"{n}: {r['message']}" for n, r in rows.items()) if rows else "nothing was validated"
     if write_manifest and rows:
         _write_parity(folder, report)
     return report
 
 
-def _exit_code(rows: dict) -> int:
+def _exit_code(rows: dict, compared: int) -> int:
     """1 when an artifact failed or errored, else 3 when one could not be checked because its
-    runtime is missing (the message gives the install command), else 0."""
+    runtime is missing (the message gives the install command), else 2 when nothing was compared,
+    else 0."""
     if any(r["verdict"] in ("fail", "error") and not r.get("missing_dependency") for r in rows.values()):
         return 1
-    return 3 if any(r.get("missing_dependency") for r in rows.values()) else 0
+    if any(r.get("missing_dependency") for r in rows.values()):
+        return 3
+    return 0 if compared else 2
 
 
 def _write_parity(folder: Path, report: dict) -> None:
@@ -608,12 +573,13 @@ def _write_parity(folder: Path, report: dict) -> None:
             "verdict": row["verdict"],
             "reference": report["reference"],
             "validated": report["validated"],
-            "samples": report["samples"],
+            "samples": row.get("samples", report["samples"]),
             "seed": report["seed"],
+            "input_source": report["inputs"]["source"],
             "precision": row.get("precision"),
             "tolerance": row.get("tolerance"),
         }
-        for k in ("message", "seq_lens", "batch", "notes", "runtime"):
+        for k in ("message", "seq_lens", "batch", "notes", "runtime", "repeat_invoke"):
             if k in row:
                 parity[k] = row[k]
         if "outputs" in row:
@@ -635,10 +601,19 @@ def parity_summary(report: dict | None) -> dict[str, dict]:
     return rows
 
 
+def failures(report: dict) -> str:
+    """``"name: verdict: message; ..."`` for the artifacts of a report that failed or errored
+    (the report's ``reason`` when nothing was compared)."""
+    bad = {n: r for n, r in report["artifacts"].items() if r["verdict"] in ("fail", "error")}
+    if not bad and report.get("reason"):
+        return report["reason"]
+    return "; ".join(f"{n}: " + (r.get("message") if str(r.get("message", "")).startswith("error:")
+                                 else f"{r['verdict']}: {r.get('message', '')}") for n, r in bad.items())
+
+
 def raise_for_report(report: dict) -> None:
     """Raise :class:`~rnnedge.errors.ParityError` naming the artifacts that did not pass."""
     from rnnedge.errors import ParityError
 
-    bad = {n: r for n, r in report["artifacts"].items() if r["verdict"] in ("fail", "error")}
-    if bad:
-        raise ParityError("; ".join(f"{n}: {r['verdict']}: {r.get('message', '')}" for n, r in bad.items()))
+    if report.get("exit_code", 0) != 0:
+        raise ParityError(failures(report))

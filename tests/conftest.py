@@ -51,3 +51,20 @@ def load_example(name: str):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def perturb_onnx(path) -> str:
+    """A deliberately wrong ONNX artifact: its largest float weight shifted and scaled (in place).
+    Returns the initializer's name."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    big = max((t for t in m.graph.initializer if t.data_type == onnx.TensorProto.FLOAT),
+              key=lambda t: int(np.prod(t.dims)))
+    arr = numpy_helper.to_array(big).copy()
+    arr.flat[0] += 0.5
+    arr *= 1.05
+    big.CopyFrom(numpy_helper.from_array(arr, big.name))
+    onnx.save(m, str(path))
+    return big.name

@@ -338,7 +338,8 @@ def export_folders(tmp_path_factory, exported):
         src = tmp_path_factory.mktemp(f"src_{name}") / f"{name}.keras"
         model.save(src)
         d = tmp_path_factory.mktemp(f"export_{name}")
-        out[name] = (model, d, rnnedge.export(src, ["onnx", "tflite"], d, streaming=True))
+        res = rnnedge.export(src, ["onnx", "tflite"], d, streaming=True)
+        out[name] = (model, res.out_dir, res)
     return out
 
 

@@ -139,7 +139,7 @@ def test_config_converts_builtin_only_and_matches_keras(name, tmp_path):
     assert entry["batch_size"] == 1
     assert entry["compat"]["litert"] is True
     assert entry["compat"]["tflite_runtime_2_14"] is True, entry["compat"]["reasons"]
-    assert entry["self_check"]["max_abs_err"] <= 1e-5
+    assert entry["self_check"]["max_abs_error"] <= 1e-5
     rng = np.random.default_rng(3)
     if entry["seq_len"] is None:  # dynamic: two different lengths through one interpreter file
         for T in (5, 8):
@@ -194,7 +194,7 @@ def test_quantized_variants_run_and_error_reported(quantized, mode):
     entry = entries[name]
     assert (out / name).is_file()
     _assert_builtin_only(entry, out / name)
-    err = entry["self_check"]["max_abs_err"]
+    err = entry["self_check"]["max_abs_error"]
     assert np.isfinite(err) and err < 0.1, err
     T = entry["seq_len"] or 7
     measured = _max_err(model, out / name, entry, T, np.random.default_rng(5))

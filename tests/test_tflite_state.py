@@ -172,7 +172,7 @@ def test_a_stateful_file_fails_the_check_and_the_runner_resets_it(tmp_path, monk
     first, kept, again = _plain(path, xs)
     assert _max_diff(first, kept) > 1e-3 and _max_diff(first, again) > 1e-3
     check = self_check(model, raw, traced, [6])
-    assert check["repeat_max_abs_diff"] > 1e-3 and check["max_abs_err"] > 1e-3
+    assert check["repeat_max_abs_diff"] > 1e-3 and check["max_abs_error"] > 1e-3
     ref = _keras(model, xs)
     with open_runner(path) as r:  # auto: a file with persistent state is reset before each run
         assert r.info["reset_variables"] is True and r.info["persistent_state"]
@@ -230,7 +230,7 @@ def test_a_fixed_length_is_a_warning_on_the_terminal(tmp_path, monkeypatch):
 
     def free_length_off(model, content, traced, seq_lens):  # as BiLSTM -> TimeDistributed once was
         res = real(model, content, traced, seq_lens)
-        return dict(res, max_abs_err=0.3) if traced.seq_len is None else res
+        return dict(res, max_abs_error=0.3) if traced.seq_len is None else res
 
     monkeypatch.setattr(ct, "self_check", free_length_off)
     keras.utils.set_random_seed(4)

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 keras = pytest.importorskip("keras")
 pytest.importorskip("onnxruntime")
 
+from conftest import perturb_onnx  # noqa: E402
 from rnnedge.manifest import load_manifest, update_manifest  # noqa: E402
 
 T = 8
@@ -128,6 +129,7 @@ def test_float_artifacts_pass(folders, tmp_path, name):
     assert rep["exit_code"] == 0, {n: r.get("message") for n, r in arts.items()}
     for n, row in arts.items():
         assert row["verdict"] == "pass", (n, row)
+        assert len(row["outputs"]) == 1  # every output compared (one here)
         for out in row["outputs"].values():
             assert out["max_abs"] < 1e-5 and out["cosine"] > 0.99999
     onnx_row = arts["model.onnx"]
@@ -180,7 +182,8 @@ def test_calibration_file_replaces_generated_inputs(folders, tmp_path):
     rep = validate(folders["forecast"], artifacts=["model.onnx"], samples=32, calibration=calib,
                    write_manifest=False)
     row = rep["artifacts"]["model.onnx"]
-    assert row["verdict"] == "pass" and row["seq_lens"] == [6, 3]  # the file's length, then a crop
+    assert row["verdict"] == "pass" and row["seq_lens"] == [6]  # the file's length only: nothing added
+    assert row["samples"] == 10 and rep["inputs"]["source"] == "calibration"  # the file's 10 rows, not 32
     bad = tmp_path / "bad.npy"
     bad.write_bytes(b"not numpy")
     from rnnedge.errors import UsageError
@@ -192,24 +195,9 @@ def test_calibration_file_replaces_generated_inputs(folders, tmp_path):
 # ---------------------------------------------------------------------------------------
 # failures and errors
 # ---------------------------------------------------------------------------------------
-def _perturb_onnx(path: Path) -> str:
-    import onnx
-    from onnx import numpy_helper
-
-    m = onnx.load(str(path))
-    big = max((t for t in m.graph.initializer if t.data_type == onnx.TensorProto.FLOAT),
-              key=lambda t: int(np.prod(t.dims)))
-    arr = numpy_helper.to_array(big).copy()
-    arr.flat[0] += 0.5
-    arr *= 1.05
-    big.CopyFrom(numpy_helper.from_array(arr, big.name))
-    onnx.save(m, str(path))
-    return big.name
-
-
 def test_perturbed_onnx_weight_fails(folders, tmp_path):
     d = _copy(folders["forecast"], tmp_path)
-    _perturb_onnx(d / "model.onnx")
+    perturb_onnx(d / "model.onnx")
     res = _cli([d, "--samples", "8"])
     assert res.exit_code == 1, res.output
     assert "model.onnx" in res.output and "fail" in res.output
@@ -219,8 +207,8 @@ def test_perturbed_onnx_weight_fails(folders, tmp_path):
     row = rep["artifacts"]["model.onnx"]
     assert row["verdict"] == "fail" and "max abs error" in row["message"]
     assert any("sha256 differs" in n for n in row.get("notes", []))
-    others = [r["verdict"] for n, r in rep["artifacts"].items() if n != "model.onnx"]
-    assert others and all(v == "pass" for v in others)  # the rest still validated
+    others = [r for n, r in rep["artifacts"].items() if n != "model.onnx"]
+    assert others and all(r["verdict"] == "pass" for r in others)  # the rest validated
 
 
 def test_corrupt_and_missing_files_are_error_rows(folders, tmp_path):

@@ -415,12 +415,11 @@ def convert_model(model, options: ExportOptions | None = None):
     time_dim = ctx.fixed_time if ctx.fixed_time else "time"
     n_seq = sum(1 for t in fm.inputs if _is_seq_input(t))
 
-    # output names: the Keras output names (stable), reserved before anything else is named
-    out_names = list(getattr(model, "output_names", None) or [])
-    if len(out_names) != len(fm.outputs) or len(set(out_names)) != len(out_names):
-        out_names = [t._keras_history.operation.name for t in fm.outputs]
-        if len(set(out_names)) != len(out_names):
-            out_names = [f"{n}_{i}" for i, n in enumerate(out_names)]
+    # output names: the Keras output names made unique (rnnedge.matching, the rule every format
+    # uses), reserved before anything else is named
+    from rnnedge.matching import output_names
+
+    out_names = output_names(model)
     in_names = [t._keras_history.operation.name for t in fm.inputs]
     out_names = [n + "_out" if n in in_names else n for n in out_names]
     g._names.update(out_names)

@@ -882,10 +882,9 @@ def write_reference(imp: TfjsImport, out_dir: Path, output_names: list[str]) -> 
     ``userDefinedMetadata.rnnedge`` naming inputs and outputs like the Keras model) for
     ``validate --reference tfjs``. Returns its manifest entry."""
     out_dir = Path(out_dir)
-    names, seen = [], {}
-    for n in output_names:   # Keras repeats names for several outputs of one layer
-        seen[n] = seen.get(n, -1) + 1
-        names.append(n if not seen[n] else f"{n}_{seen[n]}")
+    from rnnedge.matching import unique_names
+
+    names = unique_names(output_names)  # Keras repeats names for several outputs of one layer
     outputs = [{"name": n, "shape": [None if d is None else int(d) for d in t.shape], "dtype": "float32"}
                for n, t in zip(names, imp.model.outputs)]
     mj = dict(imp.model_json)

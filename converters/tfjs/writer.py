@@ -236,12 +236,9 @@ def build(model, *, quantize: str | None = None, model_name: str | None = None) 
     # inputs / outputs (names: input layer names; Keras output names)
     inputs = [{"name": r[0], "shape": [None if d is None else int(d) for d in t.shape],
                "dtype": _tensor_dtype(t.dtype)} for r, t in zip(input_layers, f.inputs)]
-    out_names = list(getattr(model, "output_names", None) or [])
-    if len(out_names) != len(f.outputs) or len(set(out_names)) != len(out_names):
-        out_names = []
-        for r in output_layers:
-            base = r[0] if not r[2] else f"{r[0]}_{r[2]}"
-            out_names.append(base if base not in out_names else f"{base}_{len(out_names)}")
+    from rnnedge.matching import output_names
+
+    out_names = output_names(model)  # unique (return_state: lstm, lstm_1, ...): one rule for every format
     outputs = [{"name": nm, "shape": [None if d is None else int(d) for d in t.shape],
                 "dtype": _tensor_dtype(t.dtype)} for nm, t in zip(out_names, f.outputs)]
 

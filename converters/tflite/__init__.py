@@ -166,7 +166,7 @@ def self_check(model, content: bytes, traced, seq_lens: list[int | None]) -> dic
                                  if a.size else 0.0 for a, k in zip(again, out_order)])
         errs[str(T if T is not None else traced.seq_len)] = float(max(
             np.max(np.abs(np.asarray(g, np.float64) - r)) if r.size else 0.0 for g, r in zip(got, ref)))
-    return {"max_abs_err": max([*errs.values(), repeat]), "per_seq_len": errs, "repeat_max_abs_diff": repeat,
+    return {"max_abs_error": max([*errs.values(), repeat]), "per_seq_len": errs, "repeat_max_abs_diff": repeat,
             "runtime": "ai_edge_litert"}
 
 
@@ -206,13 +206,13 @@ def _trace_checked(model, options: ExportOptions, lstm_mode: str):
             content = convert(traced, model, allow_flex=options.allow_flex)
             if options.allow_flex and any(o["flex"] for o in _ops(content)):
                 return traced, content, {"skipped": "the model needs the Flex delegate (not in LiteRT's "
-                                                    "Python package, absent on a Pi)", "max_abs_err": None}
+                                                    "Python package, absent on a Pi)", "max_abs_error": None}
             try:
                 lens = [6, 9] if (T is None and free) else [traced.seq_len]
                 check = self_check(model, content, traced, lens)
-                err = check["max_abs_err"]
+                err = check["max_abs_error"]
             except Exception as e:  # noqa: BLE001 - e.g. LiteRT refuses to resize
-                check, err = {"error": str(e).splitlines()[0][:200], "max_abs_err": None}, None
+                check, err = {"error": str(e).splitlines()[0][:200], "max_abs_error": None}, None
             last = (traced, content, check)
             if err is not None and err <= TOL_FLOAT32:
                 if mode != modes[0] and failures:  # auto's first candidate failed the check
@@ -382,8 +382,8 @@ def export_tflite(model, out_dir, options: ExportOptions) -> dict[str, dict]:
     traced, content, check = _trace_checked(model, options, lstm_mode)
     if lstm_mode == "auto":
         lstm_mode = traced.lstm_mode
-    if (check.get("max_abs_err") or 0.0) > TOL_FLOAT32:
-        traced.notes.append(f"self-check above {TOL_FLOAT32}: {check['max_abs_err']:.3e}")
+    if (check.get("max_abs_error") or 0.0) > TOL_FLOAT32:
+        traced.notes.append(f"self-check above {TOL_FLOAT32}: {check['max_abs_error']:.3e}")
     _write(out_dir / "model.tflite", content)
     entries = {"model.tflite": _entry(content, traced, check, options, None)}
     for mode in options.quantize or []:

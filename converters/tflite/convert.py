@@ -256,15 +256,10 @@ def model_io(model):
     names = [getattr(t, "name", f"input_{i}") for i, t in enumerate(ins)]
     shapes = [list(t.shape) for t in ins]
     dtypes = [str(getattr(t, "dtype", "float32")) for t in ins]
-    out_names = list(getattr(model, "output_names", None) or [t.name for t in model.outputs])
-    seen: dict[str, int] = {}
-    for i, n in enumerate(out_names):  # return_state / merge_mode=None: several outputs per layer
-        if n in seen:
-            seen[n] += 1
-            out_names[i] = f"{n}_{seen[n]}"
-        else:
-            seen[n] = 0
-    return names, shapes, dtypes, out_names
+    from rnnedge.matching import output_names
+
+    # return_state / merge_mode=None: several outputs per layer; one naming rule for every format
+    return names, shapes, dtypes, output_names(model)
 
 
 def trace(model, *, batch_size: int = 1, seq_len: int | None = None, lstm_mode: str = "auto") -> Traced:

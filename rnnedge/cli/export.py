@@ -1,3 +1,9 @@
+"""``rnnedge export SOURCE -o DIR``: artifacts + manifest.json, each checked against the reference.
+
+Exit codes: 0 exported and every artifact passed its parity check (or --no-validate), 1 a parity
+check failed (DIR left as it was; the rejected files are in DIR.rejected), 2 bad input, 3 missing
+dependency, 4 a layer or model that cannot be converted (DIR left as it was).
+"""
 import click
 
 
@@ -17,17 +23,25 @@ import click
 def command(source, formats, out_dir, opset, batch_size, seq_len, allow_flex, quantize, streaming, no_validate,
             as_json):
     """Export SOURCE (spec, preset, .keras file or TF.js model.json) to OUT_DIR with a manifest.json."""
+    from rnnedge.errors import ParityError
     from rnnedge.exporting import export
 
     fmts = [f.strip() for spec in formats for f in spec.split(",") if f.strip()]
     qs = [q.strip() for spec in quantize for q in spec.split(",") if q.strip()]
     import warnings
 
+    failed = None
     said: list[str] = []
+    caught: list = []
     try:
         with warnings.catch_warnings(record=True) as caught:  # artifacts' warnings: printed once, below
-            res = export(source, fmts, out_dir, opset=opset, batch_size=batch_size, seq_len=seq_len,
-                         allow_flex=allow_flex, quantize=qs, streaming=streaming, validate=not no_validate)
+            try:
+                res = export(source, fmts, out_dir, opset=opset, batch_size=batch_size, seq_len=seq_len,
+                             allow_flex=allow_flex, quantize=qs, streaming=streaming, validate=not no_validate)
+            except ParityError as e:  # out_dir left as it was; the rejected files are reported, then exit 1
+                if getattr(e, "result", None) is None:
+                    raise
+                res, failed = e.result, e
         said = [e["warning"] if e["warning"].startswith(name) else f"{name}: {e['warning']}"
                 for name, e in res.artifacts.items() if e.get("warning")]
     finally:  # the others as Python shows them
@@ -37,40 +51,29 @@ def command(source, formats, out_dir, opset, batch_size, seq_len, allow_flex, qu
     if as_json:
         from rnnedge.cli import print_json
 
-        print_json({"out_dir": str(res.out_dir), "artifacts": res.artifacts, "validation": res.validation})
-        _print_warnings(said)
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title=f"exported to {res.out_dir}")
-    for c in ("artifact", "format", "size", "self-check max err"):
-        t.add_column(c)
-    for name, e in res.artifacts.items():
-        sc = e.get("self_check")
-        err = sc.get("max_abs_error") if isinstance(sc, dict) else sc
-        t.add_row(name, str(e.get("format", "")), f"{e.get('size', 0):,}", "" if err is None else f"{err:.2e}"
-                  if isinstance(err, float) else str(err))
-    Console().print(t)
+        print_json({"out_dir": str(res.out_dir), "committed": res.committed, "artifacts": res.artifacts,
+                    "validation": res.validation})
+    else:
+        _print(res)
     _print_warnings(said)
+    if failed is not None:
+        raise failed
     if res.validation is not None:
-        _raise_for_validation(res.validation, out_dir)
+        _raise_for_missing_runtime(res.validation, res.out_dir)
 
 
-def _raise_for_validation(report: dict, out_dir) -> None:
-    """Exit 1 when parity failed; exit 3 (the runtime and its install command) when an artifact
-    could not be checked because its runtime is missing."""
-    from rnnedge.errors import MissingDependencyError, ParityError
+def _raise_for_missing_runtime(report: dict, out_dir) -> None:
+    """Exit 3 (the runtime and its install command) when an artifact could not be checked because
+    its runtime is missing; the export itself is in place."""
+    from rnnedge.errors import MissingDependencyError
 
-    code = report.get("exit_code", 0)
-    if code == 3:
-        missing = {n: r.get("message", "") for n, r in report["artifacts"].items() if r.get("missing_dependency")}
-        why = "; ".join(f"{n}: " + m.removeprefix("error: ").removeprefix("runtime not installed: ")
-                        .removeprefix("skipped: ") for n, m in missing.items())
-        raise MissingDependencyError(", ".join(missing), "", message=f"exported to {out_dir} but could not "
-                                     f"check {why}; then run `rnnedge validate {out_dir}`")
-    if code != 0:
-        raise ParityError(f"parity check failed for {out_dir}: run `rnnedge validate {out_dir}` for details")
+    if report.get("exit_code", 0) != 3:
+        return
+    missing = {n: r.get("message", "") for n, r in report["artifacts"].items() if r.get("missing_dependency")}
+    why = "; ".join(f"{n}: " + m.removeprefix("error: ").removeprefix("runtime not installed: ")
+                    .removeprefix("skipped: ") for n, m in missing.items())
+    raise MissingDependencyError(", ".join(missing), "", message=f"exported to {out_dir} but could not "
+                                 f"check {why}; then run `rnnedge validate {out_dir}`")
 
 
 def _print_warnings(lines: list[str]) -> None:
@@ -83,3 +86,42 @@ def _print_warnings(lines: list[str]) -> None:
 
     for line in lines:
         err_console().print(f"[yellow]warning:[/] {escape(line)}")
+
+
+def _print(res) -> None:
+    """The artifacts with their own self-check and the parity verdict of each (by output)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from rnnedge.cli.validate import _console, inputs_text, lengths_text
+
+    rows = (res.validation or {}).get("artifacts") or {}
+    colors = {"pass": "green", "fail": "red", "error": "red", "skipped": "yellow"}
+    t = Table(title=escape(f"exported to {res.out_dir}" if res.committed else
+                           f"rejected (kept in {res.out_dir})"))
+    for c in ("artifact", "format", "size", "self-check max err", "parity", "max abs err", "samples", "seq len"):
+        t.add_column(c)
+    for name, e in res.artifacts.items():
+        sc = e.get("self_check")
+        err = sc.get("max_abs_error") if isinstance(sc, dict) else sc
+        row = rows.get(name) or {}
+        v = row.get("verdict")
+        errs = [o.get("max_abs") for o in (row.get("outputs") or {}).values() if o.get("max_abs") is not None]
+        t.add_row(escape(name), str(e.get("format", "")), f"{e.get('size', 0):,}",
+                  "-" if err is None else f"{err:.2e}" if isinstance(err, float) else str(err),
+                  f"[{colors.get(v, 'white')}]{v}[/]" if v else "not checked",
+                  f"{max(errs):.2e}" if errs else "-",
+                  str(row["samples"]) if row.get("samples") is not None else "-",
+                  escape(lengths_text(row)) if row else "-")
+    con = _console(False)
+    con.print(t)
+    if res.validation is None:
+        con.print("parity not checked (--no-validate)")
+        return
+    con.print(escape(inputs_text(res.validation)))
+    for name, row in rows.items():
+        if row.get("verdict") != "pass":
+            con.print(f"[{colors.get(row.get('verdict'), 'white')}]{str(row.get('verdict')).upper()}[/] "
+                      f"{escape(name)}: {escape(row.get('message', ''))}")
+    if res.validation.get("reason"):
+        con.print(escape(res.validation["reason"]))

@@ -2,7 +2,8 @@
 model, the original TF.js model run in Node), on the same inputs.
 
 Exit codes: 0 every artifact passed (skips allowed), 1 one failed or errored, 2 bad input
-(no manifest.json / reference.keras, unknown artifact name, bad option).
+(no manifest.json / reference.keras, nothing to validate, unknown artifact name, bad option) or
+nothing compared (every artifact skipped).
 """
 from __future__ import annotations
 
@@ -46,15 +47,42 @@ def _fmt(x, spec=".2e"):
     return "-" if x is None else format(x, spec)
 
 
+def lengths_text(row: dict) -> str:
+    """The input lengths an artifact was checked at: ``8, 4`` or ``a=15 b=17`` (``-``: no time axis)."""
+    from rnnedge.comparator import case_key
+
+    lens = row.get("seq_lens") or []
+    if not lens or all(x is None for x in lens):
+        return "-"
+    return ", ".join(case_key(x).replace(",", " ") for x in lens)
+
+
+def inputs_text(report: dict) -> str:
+    """Where the inputs came from, as the title of a parity table."""
+    inp = report.get("inputs") or {}
+    if inp.get("source") == "calibration":
+        src = f"inputs from {inp.get('calibration') or 'calibration data'}"
+    else:
+        kinds = sorted(set((inp.get("kinds") or report.get("input_kinds") or {}).values()))
+        src = f"generated inputs ({', '.join(kinds) or '-'}, seed {report['seed']})"
+        if inp.get("masked"):
+            src += ", masked steps in " + ", ".join(inp["masked"])
+    if inp.get("seq_lens"):
+        src += f", lengths asked {', '.join(str(x) for x in inp['seq_lens'])}"
+    if report.get("reference_state") == "stateful":
+        src += ", stateful reference reset per batch"
+    return f"parity vs {report['reference']}: {src}"
+
+
 def render(report: dict, console) -> None:
-    """A table (one row per artifact output) and one line per artifact that did not pass."""
+    """A table (one row per artifact output, by position) and one line per artifact that did not pass."""
     from rich.markup import escape
     from rich.table import Table
 
     colors = {"pass": "green", "fail": "red", "error": "red", "skipped": "yellow"}
-    t = Table(title=f"parity vs {report['reference']} ({report['samples']} samples/length, seed {report['seed']})")
-    for c in ("artifact", "precision", "output", "verdict", "max abs", "mean abs", "max rel", "cosine",
-              "top-1", "tolerance"):
+    t = Table(title=escape(inputs_text(report)))
+    for c in ("artifact", "precision", "samples", "seq len", "output", "verdict", "max abs", "mean abs", "max rel",
+              "cosine", "top-1", "tolerance"):
         t.add_column(c, no_wrap=c in ("max abs", "mean abs", "max rel", "cosine", "top-1"))
     for name, row in report["artifacts"].items():
         tol = row.get("tolerance") or {}
@@ -62,15 +90,22 @@ def render(report: dict, console) -> None:
         top1_s = f"top-1>={tol['min_agreement']:g}" if "min_agreement" in tol else ""
         v = row["verdict"]
         outs = row.get("outputs") or {}
+        n = str(row["samples"]) if row.get("samples") is not None else "-"
+        lens = escape(lengths_text(row))
         if not outs:
-            t.add_row(escape(name), str(row.get("precision")), "-", f"[{colors.get(v, 'white')}]{v}[/]",
+            t.add_row(escape(name), str(row.get("precision")), n, lens, "-", f"[{colors.get(v, 'white')}]{v}[/]",
                       "-", "-", "-", "-", "-", " ".join(x for x in (tol_s, top1_s) if x))
             continue
         for i, (oname, m) in enumerate(outs.items()):
             ov = m["verdict"]
             by = " (top-1)" if m["judged_by"] != "atol/rtol" else ""
-            t.add_row(escape(name) if i == 0 else "", str(row.get("precision")) if i == 0 else "",
-                      escape(oname), f"[{colors.get(ov, 'white')}]{ov}{by}[/]",
+            label = f"{m.get('index', i)}: {oname}"
+            if m.get("artifact_output") not in (None, oname):
+                label += f" ({m['artifact_output']})"
+            first = i == 0
+            t.add_row(escape(name) if first else "", str(row.get("precision")) if first else "",
+                      n if first else "", lens if first else "",
+                      escape(label), f"[{colors.get(ov, 'white')}]{ov}{by}[/]",
                       _fmt(m["max_abs"]), _fmt(m["mean_abs"]), _fmt(m["max_rel"]), _fmt(m["cosine"], ".6f"),
                       _fmt(m.get("top1_agreement"), ".3f"),
                       top1_s if m["judged_by"] == "top1_agreement" else tol_s)  # what judged this output
@@ -86,6 +121,8 @@ def render(report: dict, console) -> None:
     if report.get("reference_note"):
         console.print(f"note: {escape(report['reference_note'])}")
     s = report["summary"]
+    if report.get("reason"):
+        console.print(f"[red]{escape(report['reason'])}[/]")
     console.print(f"{s['pass']} passed, {s['fail']} failed, {s['error']} errors, {s['skipped']} skipped"
                   f" -> exit {report['exit_code']}")
 
@@ -104,13 +141,16 @@ def _console(stderr: bool):
 @click.option("--artifact", "-a", "artifacts", multiple=True,
               help="validate only this artifact (a manifest name, e.g. model.onnx); repeatable")
 @click.option("--samples", "-n", default=64, show_default=True, type=click.IntRange(min=1),
-              help="inputs per sequence length")
+              help="inputs per sequence length (at most the calibration file's)")
 @click.option("--atol", multiple=True, help="absolute tolerance: NUMBER for every precision, or PRECISION=NUMBER "
               "(float32, float32-tfjs, fp16, int8, uint8, int8-static, dynamic); repeatable")
 @click.option("--rtol", multiple=True, help="relative tolerance, same form as --atol")
 @click.option("--min-agreement", type=click.FloatRange(0, 1),
               help="top-1 agreement needed by 8-bit classifier outputs (default 0.98)")
 @click.option("--seed", default=0, show_default=True, type=int, help="seed of the generated inputs")
+@click.option("--seq-len", "seq_lens", multiple=True, type=click.IntRange(min=1),
+              help="length of free time axes to check (repeatable; default: the model's length and about "
+                   "half of it, or the calibration file's); a fixed axis keeps its length")
 @click.option("--calibration", type=click.Path(exists=True, dir_okay=False),
               help="use these model-ready inputs (.npy / .npz by input name) instead of generated ones")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True),
@@ -120,8 +160,8 @@ def _console(stderr: bool):
               help="what the artifacts are compared with: reference.keras, or the TF.js model an export was "
               "made from (source.tfjs/, run in Node); auto = tfjs when the folder has it and node is installed")
 @handle_errors
-def command(folder, artifacts, samples, atol, rtol, min_agreement, seed, calibration, json_out, no_manifest,
-            reference):
+def command(folder, artifacts, samples, atol, rtol, min_agreement, seed, seq_lens, calibration, json_out,
+            no_manifest, reference):
     """Run the reference and every artifact of FOLDER on the same inputs and compare."""
     from rnnedge.manifest import _json_default, write_bytes_atomic
     from rnnedge.validation import validate
@@ -129,6 +169,7 @@ def command(folder, artifacts, samples, atol, rtol, min_agreement, seed, calibra
     report = validate(folder, artifacts=list(artifacts) or None, samples=samples,
                       atol=_tol_option(atol, "atol"), rtol=_tol_option(rtol, "rtol"),
                       min_agreement=min_agreement, seed=seed, calibration=calibration,
+                      seq_lens=list(seq_lens) or None,
                       write_manifest=not no_manifest, reference=reference)
     if json_out:
         text = json.dumps(report, indent=2, default=_json_default)

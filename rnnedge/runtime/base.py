@@ -1,7 +1,8 @@
 """One interface over every runtime (the edge path: numpy + one runtime, never TensorFlow).
 
 A :class:`Runner` loads one artifact and runs feeds (``{input_name: ndarray}``) to a
-dict of outputs (``{output_name: ndarray}``) in the model's output order::
+dict of outputs (``{output_name: ndarray}``) in the model's output order (output names are
+unique; outputs are matched by position, :mod:`rnnedge.matching`)::
 
     with open_runner("out/model.onnx", provider="cpu") as r:
         outs = r.run({"tokens": x})
@@ -73,7 +74,11 @@ class Runner:
             raise UsageError(
                 f"{self.path}: missing input(s) {missing}; the model takes {names}, got {sorted(feeds)}"
             )
-        return self._run({n: np.asarray(feeds[n]) for n in names})
+        res = self._run({n: np.asarray(feeds[n]) for n in names})
+        order = [o.name for o in self.outputs]
+        if list(res) != order and set(res) == set(order):  # the model's order (outputs match by position)
+            res = {n: res[n] for n in order}
+        return res
 
     # -- to implement ----------------------------------------------------
     def _load(self) -> None:  # pragma: no cover - abstract

@@ -2,8 +2,10 @@
 
 Options: ``mode`` = ``predict_on_batch`` (default: Keras's compiled predict function, what a
 Keras user would time) | ``call`` (eager ``model(x, training=False)``); ``threads`` sets
-TensorFlow's intra-op threads (only before TensorFlow has started its thread pools).
-Outputs are named like the model's outputs (``model.output_names``).
+TensorFlow's intra-op threads (only before TensorFlow has started its thread pools);
+``keep_state`` (default False): a model with ``stateful=True`` layers starts every run from a
+zero state (what an exported artifact computes) unless this is set.
+Outputs are named like the model's outputs, made unique (:func:`rnnedge.matching.output_names`).
 """
 from __future__ import annotations
 
@@ -22,19 +24,18 @@ def _dtype_name(dt) -> str:
         return str(dt)
 
 
-def output_names(m) -> list[str]:
-    """The names the Keras runner gives ``m``'s outputs: ``model.output_names``, else (Sequential)
-    the layers making them, else ``output_<i>``."""
-    out_names = list(getattr(m, "output_names", None) or [])
-    if len(out_names) != len(m.outputs):  # Sequential: name outputs after their layers
-        out_names = []
-        for i, t in enumerate(m.outputs):
-            hist = getattr(t, "_keras_history", None)
-            op = getattr(hist, "operation", None) if hist is not None else None
-            out_names.append(getattr(op, "name", None) or f"output_{i}")
-        if len(set(out_names)) != len(out_names):
-            out_names = [f"output_{i}" for i in range(len(m.outputs))]
-    return out_names
+def all_layers(model) -> list:
+    """Every layer, nested models and wrappers (Bidirectional, TimeDistributed) included."""
+    out, todo = [], list(getattr(model, "layers", []))
+    while todo:
+        layer = todo.pop()
+        out.append(layer)
+        todo.extend(getattr(layer, "layers", None) or [])
+        for attr in ("layer", "forward_layer", "backward_layer"):
+            sub = getattr(layer, attr, None)
+            if sub is not None and sub is not layer:
+                todo.append(sub)
+    return out
 
 
 class KerasRunner(Runner):
@@ -71,7 +72,11 @@ class KerasRunner(Runner):
             TensorInfo(t.name, [None if d is None else int(d) for d in t.shape], _dtype_name(t.dtype))
             for t in m.inputs
         ]
-        out_names = output_names(m)
+        from rnnedge.matching import output_names
+
+        out_names = output_names(m)  # unique, in the model's order (return_state: lstm, lstm_1, ...)
+        self._stateful = [layer for layer in all_layers(m) if getattr(layer, "stateful", False)
+                          and hasattr(layer, "reset_state")]
         self.outputs = [
             TensorInfo(n, [None if d is None else int(d) for d in t.shape], _dtype_name(t.dtype))
             for n, t in zip(out_names, m.outputs)
@@ -86,6 +91,7 @@ class KerasRunner(Runner):
             "mode": self.mode,
             "provider": "cpu",
             "threads": threads,
+            "stateful": bool(self._stateful),
         })
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -96,6 +102,8 @@ class KerasRunner(Runner):
                 v = v.astype(info.dtype)
             xs.append(v)
         x = xs[0] if len(xs) == 1 else xs
+        if not self.options.get("keep_state"):  # each run starts from a zero state, as artifacts do
+            self.reset_states()
         if self.mode == "call":
             y = self.model(x, training=False)
         else:
@@ -113,6 +121,11 @@ class KerasRunner(Runner):
         else:
             ys = [y]
         return {o.name: np.asarray(v) for o, v in zip(self.outputs, ys)}
+
+    def reset_states(self) -> None:
+        """Zero the state of every ``stateful=True`` layer (a no-op for stateless models)."""
+        for layer in getattr(self, "_stateful", []):
+            layer.reset_state()
 
     def vocab_sizes(self) -> dict[str, int]:
         """Input name -> ``input_dim`` of the Embedding it feeds (for token-id inputs)."""
