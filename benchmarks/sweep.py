@@ -229,7 +229,9 @@ def run_model(m, root: Path, timeout: float, resume: bool) -> dict:
         f["validate_rc"] = v["rc"] if v else None
         f["validate"] = (v or {}).get("artifacts", {}).get(fname)
         if v and f["validate"] is None and (d / f["dir"] / fname).exists():
-            f["validate"] = {"verdict": "no report", "message": v.get("error_line")}
+            listed = sorted(v.get("artifacts") or {})
+            f["validate"] = {"verdict": "no report", "message": v.get("error_line") or
+                             f"validate exit {v['rc']} without judging {fname} (its report lists {listed})"}
         if f["written_by"] == "none":
             continue
         art = d / f["dir"] / fname
@@ -260,6 +262,17 @@ def group_key(line: str | None) -> str:
     s = re.sub(r"\(\d[^)]*\)", "(…)", s)
     s = re.sub(r"-?\d+(\.\d+)?(e[-+]?\d+)?", "N", s)
     return s[:180]
+
+
+def _steps(r: dict) -> list[dict]:
+    """Every child-process record of a model's result."""
+    out = [r["prepare"]] + ([r["export"]] if "export" in r else []) + list((r.get("validate") or {}).values())
+    for f in (r.get("formats") or {}).values():
+        if "solo_export" in f:
+            out.append(f["solo_export"])
+        if (f.get("check") or {}).get("child"):
+            out.append(f["check"]["child"])
+    return out
 
 
 def _rc(x) -> str:
@@ -294,7 +307,10 @@ def _check_class(f: dict | None) -> str:
 def summarize(results: list[dict], seconds: float | None, args_line: str) -> dict:
     C = collections.Counter
     n = len(results)
-    s: dict = {"models": n, "command": args_line, "seconds": seconds, "zoo_size": len(model_zoo.ZOO)}
+    s: dict = {"models": n, "command": args_line, "seconds": seconds, "zoo_size": len(model_zoo.ZOO),
+               "model_seconds_sum": round(sum(r.get("seconds") or 0 for r in results), 1)}
+    s["timeouts"] = sorted({r["id"] for r in results for st in _steps(r) if st.get("status") == "timeout"})
+    s["crashes"] = sorted({r["id"] for r in results for st in _steps(r) if st.get("status") == "crash"})
     s["prepare_failed"] = [r["id"] for r in results if r["prepare"]["rc"] != 0]
     ok = [r for r in results if r["prepare"]["rc"] == 0]
     s["export_rc"] = dict(C(_rc(r["export"]) for r in ok))
@@ -387,9 +403,12 @@ def _counts(d: dict) -> str:
 
 def to_markdown(s: dict) -> str:
     L = [f"# rnnedge sweep over the model zoo ({s['models']} models)", "",
-         f"`{s['command']}`" + (f" — {s['seconds'] / 60:.1f} min" if s.get("seconds") else ""), "",
+         f"`{s['command']}`" + (f" — {s['seconds'] / 60:.1f} min wall" if s.get("seconds") else "")
+         + f" ({s['model_seconds_sum'] / 60:.1f} min summed over models)", "",
+         f"Steps that timed out: {', '.join(s['timeouts']) or 'none'}; crashed (signal): {', '.join(s['crashes']) or 'none'}", "",
          f"Models green end to end (export 0, validate 0 and both independent checks ok for ONNX and TFLite): "
          f"**{s['all_green']} of {s['models'] - len(s['prepare_failed'])}**", ""]
+    L += [f"Note: {n}" for n in s.get("notes") or []] + ([""] if s.get("notes") else [])
     if s["prepare_failed"]:
         L += [f"Zoo models that failed to build: {', '.join(s['prepare_failed'])}", ""]
     L += [f"`rnnedge export MODEL.keras -f onnx,tflite` exit codes: {_counts(s['export_rc'])}", "",
@@ -441,6 +460,7 @@ def main(argv=None) -> int:
     ap.add_argument("--resume", action="store_true", help="keep models that already have result.json")
     ap.add_argument("--summarize-only", action="store_true", help="rebuild the summary from OUT/models/*/result.json")
     ap.add_argument("--results", help="also write benchmarks/results/NAME.json and NAME.md")
+    ap.add_argument("--note", action="append", default=[], help="a line for the summary's notes (repeatable)")
     ap.add_argument("--list", action="store_true", help="list the selected models and exit")
     ap.add_argument("--_prepare", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--_check", nargs=3, help=argparse.SUPPRESS)
@@ -467,8 +487,9 @@ def main(argv=None) -> int:
         order = {m.id: k for k, m in enumerate(model_zoo.ZOO)}
         results.sort(key=lambda r: order.get(r["id"], 1 << 30))
         prev = out / "summary.json"
-        if prev.exists():
-            seconds = json.loads(prev.read_text()).get("seconds")
+        if prev.exists():  # keep the run's own wall time and command
+            p = json.loads(prev.read_text())
+            seconds, cmdline = p.get("seconds"), p.get("command", cmdline)
     else:
         t0 = time.time()
         done = 0
@@ -489,6 +510,7 @@ def main(argv=None) -> int:
             results = list(ex.map(one, models))
         seconds = round(time.time() - t0, 1)
     s = summarize(results, seconds, cmdline)
+    s["notes"] = list(a.note)
     (out / "summary.json").write_text(json.dumps(s, indent=1))
     md = to_markdown(s)
     (out / "summary.md").write_text(md)

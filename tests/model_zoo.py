@@ -219,7 +219,8 @@ def _core():
             def fn(k, u=u, T=T, F=F, seq=seq, back=back):
                 x = k.Input((T, F), name="x")
                 return x, k.layers.GRU(u, reset_after=False, return_sequences=seq, go_backwards=back)(x)
-            yield ZooModel(f"gru-v1{mid}", frozenset({"gru", "core", "reset_after", "go_backwards"} - ({"go_backwards"} if not back else set()) | ({"return_sequences"} if seq else set())), fn)
+            tags = {"gru", "core", "reset_after"} | ({"go_backwards"} if back else set()) | ({"return_sequences"} if seq else set())
+            yield ZooModel(f"gru-v1{mid}", frozenset(tags), fn)
 
     def gru_v1_state(k):
         x = k.Input((6, 3), name="x")
@@ -261,16 +262,14 @@ def _core():
     for cell, b, seq in (("LSTM", 1, False), ("LSTM", 2, True), ("GRU", 1, True), ("SimpleRNN", 2, False)):
         u, T, F = _dims(i)
         i += 1
+        note = "issue 14/15: stateful fixed batch (Input((4, 2), batch_size=1) -> LSTM(3, stateful=True))" if (cell, b) == ("LSTM", 1) else ""
+        if note:
+            u, T, F = 3, 4, 2  # the issue's shapes
 
         def fn(k, cell=cell, b=b, seq=seq, u=u, T=T, F=F):
             x = k.Input((T, F), batch_size=b, name="x")
             return x, _rnn(k, cell, u, stateful=True, return_sequences=seq)(x)
-        note = "issue 14/15: stateful fixed batch (Input((4, 2), batch_size=1) -> LSTM(3, stateful=True))" if (cell, b) == ("LSTM", 1) else ""
         tags = {cell.lower(), "core", "stateful"} | ({"return_sequences"} if seq else set()) | ({"issue14", "issue15"} if note else set())
-        if note:
-            def fn(k):  # noqa: F811 - the issue's exact shape
-                x = k.Input((4, 2), batch_size=1, name="x")
-                return x, k.layers.LSTM(3, stateful=True)(x)
         yield ZooModel(f"{cell.lower()}-stateful-b{b}{'-seq' if seq else ''}", frozenset(tags), fn, batch=b, note=note)
     # free time axis
     for cell, seq in (("LSTM", False), ("GRU", True), ("SimpleRNN", False)):
@@ -593,11 +592,18 @@ def _layers_around():
     relus = {"maxvalue": dict(max_value=6.0), "slope": dict(negative_slope=0.2), "threshold": dict(threshold=0.3),
              "all": dict(max_value=1.5, negative_slope=0.1, threshold=0.2)}
     for name, kw in relus.items():
-        def fn(k, kw=kw):
+        def fn(k, kw=kw):  # inputs scaled by 4 (data below) so that max_value / threshold are reached
             x = k.Input((6, 3), name="x")
-            y = k.layers.ReLU(**kw)(k.layers.LSTM(5, return_sequences=True)(x) * 4.0)
+            y = k.layers.LSTM(5, return_sequences=True)(k.layers.ReLU(**kw)(x))
             return x, k.layers.Dense(2)(y)
-        yield ZooModel(f"lstm-relu-{name}", frozenset({"lstm", "activation_layer", "return_sequences", "issue14"}), fn, note=f"issue 14: ReLU({kw})")
+        yield ZooModel(f"relu-{name}-lstm", frozenset({"lstm", "activation_layer", "return_sequences", "issue14"}), fn,
+                       data=(Floats(4.0),), note=f"issue 14: ReLU({kw})")
+
+    def keras_op(k):
+        x = k.Input((6, 3), name="x")
+        y = k.layers.LSTM(5, return_sequences=True)(x)
+        return x, k.layers.Dense(2)(k.ops.tanh(y * 4.0 + 1.0))
+    yield ZooModel("lstm-keras-ops", frozenset({"lstm", "keras_op", "return_sequences"}), keras_op)
 
     def elu(k):
         x = k.Input((6, 3), name="x")
@@ -758,4 +764,4 @@ def representative(size: int = 28) -> list[ZooModel]:
 # cases the quick test always holds (one per kind of failure users reported)
 MUST = ("lstm-state", "bi-lstm-none", "lstm-init-from-inputs", "lstm-encoder-decoder", "mask-float-lstm",
          "lstm-stateful-b1", "two-inputs-15-17", "convlstm1d-same", "merge-multiply-masked", "mask-emb-lstm-pre",
-         "bi-lstm-sum-seq", "conv1d-maxpool-lstm")
+         "bi-lstm-sum-seq", "conv1d-maxpool-lstm", "td-dense-after-bilstm-free")

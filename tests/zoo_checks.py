@@ -226,10 +226,10 @@ class _Lite:
         for k, i in enumerate(self.in_idx):
             d = details[i]
             want = (self.batch, *inputs[k].shape[1:])
-            sig = list(d["shape_signature"])
+            sig = [int(v) for v in d["shape_signature"]]
             if len(sig) != len(want):
                 raise ArtifactInputError(f"artifact input {d['name']!r} has rank {len(sig)}, the Keras input {len(want)}")
-            if tuple(d["shape"]) != want:
+            if tuple(int(v) for v in d["shape"]) != want:
                 bad = [a for a, (s, w) in enumerate(zip(sig, want)) if s != -1 and s != w]
                 if bad:
                     raise ArtifactInputError(f"artifact input {d['name']!r} has fixed shape {sig}, the Keras input {list(want)}")
