@@ -160,13 +160,16 @@ def _layers_reading_inputs(model, cls: str):
         layer = layers.pop()
         if hasattr(layer, "layers") and layer is not model:  # nested models
             layers.extend(layer.layers)
-        if type(layer).__name__ != cls:
+        inner = getattr(layer, "layer", None)  # TimeDistributed(Embedding): the wrapper's inputs
+        if type(layer).__name__ != cls and not (type(layer).__name__ == "TimeDistributed"
+                                                and type(inner).__name__ == cls):
             continue
+        found = layer if type(layer).__name__ == cls else inner
         for node in getattr(layer, "_inbound_nodes", []):
             for t in getattr(node, "input_tensors", []):
                 src = _trace_to_input(t, ids)
                 if src is not None:
-                    yield layer, src
+                    yield found, src
 
 
 def keras_vocab_sizes(model) -> dict[str, int]:

@@ -296,14 +296,15 @@ def test_validate_with_nothing_to_validate_exits_2(onnx_exports, tmp_path, monke
     (d / "manifest.json").write_text(json.dumps(man))
     res = cli("validate", d)
     assert res.exit_code == 2 and "nothing to validate" in res.output, res.output
-    # every artifact skipped (a TF.js one without node): nothing compared, exit 2 with the reason
+    # every artifact skipped because a runtime is missing (a TF.js one without node): nothing was
+    # compared, and the missing dependency is what the user must fix: exit 3 with the reason
     import rnnedge.validation as V
 
     man["artifacts"]["tfjs/model.json"] = {"format": "tfjs", "inputs": [], "outputs": []}
     (d / "manifest.json").write_text(json.dumps(man))
     monkeypatch.setattr(V.shutil, "which", lambda name: None)
     res = cli("validate", d)
-    assert res.exit_code == 2 and "nothing was validated" in res.output and "node not found" in res.output
+    assert res.exit_code == 3 and "nothing was validated" in res.output and "node not found" in res.output
 
 
 # --------------------------------------------------------------------------- nothing lost
