@@ -70,8 +70,9 @@ def inspect_export(folder: Path) -> dict[str, Any]:
     info["source"] = {"kind": "export", "path": str(folder), "model": man.get("source", {})}
     conv, notes = {}, {}
     for name, entry in man.get("artifacts", {}).items():
-        if isinstance(entry.get("layers"), list):
-            conv[name] = entry["layers"]
+        layers = entry.get("layers")  # per layer {name, class, path} (ONNX/ORT); TF.js lists class names
+        if isinstance(layers, list) and layers and all(isinstance(l, dict) and "path" in l for l in layers):
+            conv[name] = layers
             if entry.get("notes"):
                 notes[name] = entry["notes"]
     for row in info["layers"]:

@@ -701,6 +701,14 @@ def _quantize_tflite(folder: Path, src_name: str, out_name: str, mode: str, src_
             s = i.get("shape") or []
             if len(s) >= 2 and isinstance(s[1], int):
                 seq_len = s[1]
+        if seq_len is None and calib is None:
+            # a free length gets fixed for full integer (converters.tflite.quantize_tflite says so):
+            # the model's own length when its preprocessing knows one, else 32 (not the short
+            # length generated inputs default to)
+            from rnnedge.inputs import DEFAULT_SEQ_LEN, primary_seq_len
+
+            p = primary_seq_len(specs, manifest.get("preprocessing"), None)
+            seq_len = p if p not in (None, DEFAULT_SEQ_LEN) else (32 if p else None)
         batches = sample_batches(specs, samples=calibration_samples, batch_size=bs, calibration=calib,
                                  seed=seed + 1, seq_len=seq_len, preprocessing=manifest.get("preprocessing"))
         names = [s.name for s in specs]

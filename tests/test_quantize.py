@@ -519,3 +519,21 @@ def test_trained_gru_classifier_keeps_top1_in_every_8bit_artifact(tmp_path):
         assert out["judged_by"] == "top1_agreement" and out["top1_agreement"] >= 0.98, (name, out)
         assert row["verdict"] == "pass" and row["tolerance"]["min_agreement"] == 0.98
         assert out["max_abs"] > 0  # not the float file again
+
+
+def test_full_int8_of_a_free_length_says_the_length_it_fixed(tmp_path):
+    """Full-integer TFLite needs a fixed length: a free-length model gets 32 (not the short length
+    generated inputs default to), and `rnnedge quantize` says so at the terminal (a user feeding
+    another length would otherwise only learn it from a refused input)."""
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((None, 4), name="x"), keras.layers.Conv1D(4, 3, padding="causal"),
+                          keras.layers.LSTM(6), keras.layers.Dense(1)], name="conv_lstm")
+    d = export_folder(m, tmp_path / "c", formats=("tflite",))
+    r = _cli([d, "--mode", "int8", "--format", "tflite"])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "model.int8.tflite: sequence length fixed to 32" in text, text
+    e = load_manifest(d)["artifacts"]["model.int8.tflite"]
+    assert e["seq_len"] == 32 and [i["shape"][1] for i in e["inputs"]] == [32]
+    assert "sequence length fixed to 32" in e["warning"]
+    assert load_manifest(d)["artifacts"]["model.tflite"]["inputs"][0]["shape"][1] is None  # float stays free

@@ -408,3 +408,24 @@ def test_bad_quantization_option_is_refused():
         from converters.tfjs.writer import build
 
         build(_seq(layers.LSTM(2)), quantize="int4")
+
+
+@needs_node
+def test_inspect_of_an_export_folder_with_tfjs(tmp_path):
+    """`rnnedge inspect DIR` after `export -f onnx,tfjs` (as the README shows): the layer table with
+    the ONNX conversion path; the TF.js entry's list of layer classes is not a per-layer record."""
+    from click.testing import CliRunner
+
+    from rnnedge.cli import cli
+
+    m = _seq(layers.GRU(4, return_sequences=True), layers.TimeDistributed(layers.Dense(2)))
+    src = tmp_path / "m.keras"
+    m.save(src)
+    r = CliRunner().invoke(cli, ["export", str(src), "-f", "onnx,tfjs", "-o", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["inspect", str(tmp_path / "out"), "--json"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.output)
+    assert set(info["conversion"]) == {"model.onnx"}
+    gru = next(row for row in info["layers"] if row["type"] == "GRU")
+    assert gru["conversion"] == {"model.onnx": "native"}

@@ -319,6 +319,7 @@ def quantize_tflite(model, mode: str, out_path, representative_data=None, *, bat
     if traced is None:
         traced = trace(model, batch_size=batch_size, seq_len=seq_len, lstm_mode=lstm_mode)
     notes: list[str] = []
+    fixed_warning = None
     rewrite = None
     method = {"dynamic": "dynamic-range (converter)", "fp16": "float16 weights (converter)",
               "int8": "full integer (converter, calibrated)"}[mode]
@@ -338,6 +339,11 @@ def quantize_tflite(model, mode: str, out_path, representative_data=None, *, bat
                 first = np.asarray(list(representative_data)[0][0])
                 rep_T = int(first.shape[1]) if first.ndim >= 2 else None
             fixed = seq_len or traced.seq_len or rep_T or 32
+            if traced.seq_len is None and any(len(s) >= 2 and s[1] is None for s in traced.input_shapes):
+                fixed_warning = (f"{Path(out_path).name}: sequence length fixed to {fixed} (TF 2.21's full-integer "
+                                 "calibrator needs a fixed length; the float file keeps a free one): feed "
+                                 f"{fixed} steps, or quantize with --calibration data of the length you need")
+                notes.append(fixed_warning.split(": ", 1)[1])
             if traced.seq_len != fixed:
                 traced = trace(model, batch_size=batch_size, seq_len=fixed, lstm_mode=lstm_mode)
             if representative_data is None:
@@ -367,6 +373,8 @@ def quantize_tflite(model, mode: str, out_path, representative_data=None, *, bat
     if method == "weight-only int8":
         entry["int8_io"] = "float32 input/output and kernels (weights stored int8, dequantized once by DEQUANTIZE)"
     entry["weight_bytes"] = wbytes
+    if fixed_warning:  # said at the terminal (rnnedge quantize / export print entry warnings)
+        entry["warning"] = "; ".join(w for w in (entry.get("warning"), fixed_warning) if w)
     if rewrite is not None:
         entry["weights_rewritten"] = {"int8_dequantize": len(rewrite["weights"]),
                                       "kept_float": len(rewrite["kept_float"]),
