@@ -68,3 +68,18 @@ def perturb_onnx(path) -> str:
     big.CopyFrom(numpy_helper.from_array(arr, big.name))
     onnx.save(m, str(path))
     return big.name
+
+
+NO_TFJS_NODE = "node or rnnedge/runtime/node/node_modules missing (run .ci/setup_node.sh)"
+
+
+def tfjs_node_ok() -> bool:
+    """Whether node and the shipped TF.js runner's node_modules are installed (tests skip without)."""
+    from rnnedge.errors import MissingDependencyError
+    from rnnedge.runtime.tfjs import check_node_runner
+
+    try:
+        check_node_runner()
+        return True
+    except MissingDependencyError:
+        return False

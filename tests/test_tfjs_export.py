@@ -15,6 +15,7 @@ import pytest
 keras = pytest.importorskip("keras")
 from keras import layers  # noqa: E402
 
+from conftest import NO_TFJS_NODE, tfjs_node_ok  # noqa: E402
 from converters.registry import ExportOptions, get_exporter  # noqa: E402
 from rnnedge.errors import ConversionError, MissingDependencyError  # noqa: E402
 from rnnedge.runtime import open_runner  # noqa: E402
@@ -24,16 +25,7 @@ TOL = 1e-4
 T = 6
 
 
-def _node_ok() -> bool:
-    try:
-        check_node_runner()
-        return True
-    except MissingDependencyError:
-        return False
-
-
-needs_node = pytest.mark.skipif(not _node_ok(), reason="node or rnnedge/runtime/node/node_modules "
-                                "missing (run .ci/setup_node.sh)")
+needs_node = pytest.mark.skipif(not tfjs_node_ok(), reason=NO_TFJS_NODE)
 
 
 def _seq(*ls, shape=(T, 3), dtype="float32"):
@@ -209,8 +201,8 @@ def exported(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tfjs_results(exported):
-    if not _node_ok():
-        pytest.skip("node / node_modules missing (run .ci/setup_node.sh)")
+    if not tfjs_node_ok():
+        pytest.skip(NO_TFJS_NODE)
     names = list(exported)
     res = run_many([(str(exported[n]["dir"]), _feeds(exported[n]["model"], exported[n]["arrays"]))
                     for n in names])

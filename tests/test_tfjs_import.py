@@ -22,6 +22,7 @@ import pytest
 
 pytest.importorskip("keras")
 
+from conftest import NO_TFJS_NODE, tfjs_node_ok  # noqa: E402
 from converters.registry import ExportOptions, get_exporter  # noqa: E402
 from converters.tfjs import importer  # noqa: E402
 from rnnedge.errors import ConversionError, MissingDependencyError, UsageError  # noqa: E402
@@ -31,16 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-5
 
 
-def _node_ok() -> bool:
-    try:
-        check_node_runner()
-        return True
-    except MissingDependencyError:
-        return False
-
-
-needs_node = pytest.mark.skipif(not _node_ok(), reason="node or rnnedge/runtime/node/node_modules "
-                                "missing (run .ci/setup_node.sh)")
+needs_node = pytest.mark.skipif(not tfjs_node_ok(), reason=NO_TFJS_NODE)
 
 # the brief's list (ONNX + TFLite vs TF.js), plus a few more shapes of model
 PARITY = ["stacked_lstm", "gru_default", "simplernn_relu_td", "lstm_no_forget_bias", "bidi_concat",
@@ -51,8 +43,8 @@ PARITY = ["stacked_lstm", "gru_default", "simplernn_relu_td", "lstm_no_forget_bi
 
 @pytest.fixture(scope="module")
 def tfjs_models(tmp_path_factory):
-    if not _node_ok():
-        pytest.skip("node or rnnedge/runtime/node/node_modules missing (run .ci/setup_node.sh)")
+    if not tfjs_node_ok():
+        pytest.skip(NO_TFJS_NODE)
     node, nd = check_node_runner()
     root = tmp_path_factory.mktemp("tfjs_models")
     p = subprocess.run([node, str(REPO / "tests" / "tfjs_fixtures.js"), str(nd / "node_modules"), str(root)],

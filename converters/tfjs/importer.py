@@ -35,6 +35,18 @@ tests/test_tfjs_import.py):
   merge layers with masked inputs (Keras 3 merges masked positions differently); a Bidirectional
   returning sequences under a mask whose masked-step values are read by anything but a recurrent
   layer with the same mask (TF.js repeats the last output there, Keras 3 writes zeros).
+* **rnnedge's own exports** (converters/tfjs/writer.py) hold the custom layers of
+  ``rnnedge/runtime/node/rnnedge_layers.js``, rebuilt with that file's math:
+  ``RnnedgeGRUResetAfter`` (also inside Bidirectional; its cell always runs reset-after math, bias
+  ``[2, 3 * units]`` = input and recurrent rows, gates z, r, h) is ``GRU(reset_after=True)``;
+  ``RnnedgeMaskedGlobalAveragePooling1D`` (sum of the unmasked steps / max(count, 1e-7)) is Keras's
+  masked ``GlobalAveragePooling1D`` (same numbers unless a row has no unmasked step: TF.js 0, Keras
+  NaN); ``RnnedgeRNNGuard`` (deletes ``initialState`` from the shared kwargs, gives the RNN its input's
+  mask or, ``maskMode: 'ones'``, an all-true one) and ``RnnedgeZeroMaskedSteps`` (multiplies by the
+  shared kwargs' mask) get no Keras layer: the guard is followed in :func:`check_masks`, and the
+  zeroing becomes the source RNN's ``zero_output_for_mask`` (:func:`_zeroed_sources`). Where Keras 3
+  cannot give the same numbers (a zeroing layer that does not read a recurrent layer's sequences, a
+  guard or zeroing whose mask is not the one Keras applies) the layer is refused by name.
 * Dropout, SpatialDropout1D, GaussianNoise, GaussianDropout and AlphaDropout are the identity at
   inference: they become ``Dropout`` layers of the same name. An input that feeds only Embedding
   layers becomes an int32 token input (TF.js casts it to int32 inside Embedding).
@@ -54,14 +66,19 @@ from typing import Any, Callable
 import numpy as np
 
 from converters.registry import LayerRegistry
+from converters.tfjs.layers import CUSTOM_CLASSES, GRU_RESET_AFTER, MASKED_GAP1D, RNN_GUARD, ZERO_MASKED_STEPS
 from rnnedge.errors import ConversionError, UsageError
 
 LAYERS_FORMAT = "layers-model"
 REFERENCE_DIR = "source.tfjs"       # the copy write_reference puts into an export folder
 TFJS_IMPORT = LayerRegistry("keras (TF.js import)")
 
-RNN_CLASSES = ("LSTM", "GRU", "SimpleRNN")
+RNN_CLASSES = ("LSTM", "GRU", "SimpleRNN", GRU_RESET_AFTER)
 RECURRENT = RNN_CLASSES + ("Bidirectional",)
+# rnnedge_layers.js layers that are the identity on values in the Keras rebuild (module doc)
+PASS_THROUGH = (RNN_GUARD, ZERO_MASKED_STEPS)
+# layers that read the mask of TF.js's shared kwargs (RNNs through their cell loop, and these)
+READS_KWARGS_MASK = (ZERO_MASKED_STEPS, MASKED_GAP1D)
 DROPOUT_LIKE = ("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout")
 MERGES = ("Add", "Multiply", "Average", "Maximum", "Minimum", "Concatenate")
 # layers whose output mask is their first input's mask (TF.js supportsMasking, default computeMask;
@@ -208,6 +225,7 @@ class _Layer:
     cls: str
     cfg: dict
     nodes: list = field(default_factory=list)   # per call: [(layer, node_index, tensor_index)]
+    zero_masked: bool = False    # an RnnedgeZeroMaskedSteps reads its sequences (see _zeroed_sources)
 
 
 @dataclass
@@ -330,9 +348,14 @@ def _node_order(g: _Graph, path: Path | str = "model.json") -> list[tuple[_Layer
     return order
 
 
-def _mask_out(layer: _Layer, node: int, in_masks: list):
-    """The mask token of a node's outputs (TF.js's executor, or Keras 3), from its input masks."""
+def _mask_out(layer: _Layer, node: int, in_masks: list, tfjs: bool = False):
+    """The mask token of a node's outputs (TF.js's executor if ``tfjs``, else Keras 3), from its
+    input masks. A token ``("ones", layer, node)`` is TF.js's all-true mask (no mask in effect)."""
     cls, m0 = layer.cls, (in_masks[0] if in_masks else None)
+    if cls == RNN_GUARD:   # computeMask: the input's mask, or all-true for maskMode 'ones'; Keras: no layer
+        return (ONES, layer.name, node) if tfjs and _guard_mode(layer) == ONES else m0
+    if cls == ZERO_MASKED_STEPS:   # computeMask passes the mask on; Keras: the zeroing RNN's own output
+        return m0
     if cls == "Embedding":
         return ("mask", layer.name, node) if layer.cfg.get("mask_zero") else None
     if cls == "Masking":
@@ -345,6 +368,19 @@ def _mask_out(layer: _Layer, node: int, in_masks: list):
     if cls in MERGES:
         return None if all(m is None for m in in_masks) else ("merged", layer.name, node)
     return None  # pooling, Conv1D, RepeatVector, Flatten, Reshape, Permute: no mask out
+
+
+ONES = "ones"
+
+
+def _guard_mode(layer: _Layer) -> str:
+    """RnnedgeRNNGuard's maskMode: 'ones' or (anything else, as rnnedge_layers.js reads it) 'pass'."""
+    return ONES if layer.cfg.get("mask_mode") == ONES else "pass"
+
+
+def _real(mask):
+    """A mask token, or None where no mask is in effect (none, or TF.js's all-true one)."""
+    return None if mask is None or mask[0] == ONES else mask
 
 
 def _tfjs_order(g: _Graph) -> list[tuple]:
@@ -391,27 +427,50 @@ def check_masks(g: _Graph, path: Path | str = "model.json") -> dict:
         if any(m is not None for m in in_masks):
             shared = shared if shared is not None else {}
             shared["mask"] = in_masks[0]
+        if layer.cls == RNN_GUARD and shared is not None:
+            shared.pop("initial_state", None)    # its apply deletes kwargs.initialState
         if layer.cls in RECURRENT:
             if shared is not None and shared.get("initial_state"):
                 _refuse(layer, f"TF.js's predict fails on it: the initial state of '{shared['initial_state']}' "
                                "is left in the executor's shared kwargs (tfjs-layers executor.ts)")
             if len(ins) > 1 and shared is not None:
                 shared["initial_state"] = layer.name
-            if (ref[0], ref[1]) not in done:
-                tf_mask = shared.get("mask") if shared else None
-                k_mask = keras_masks.get(ins[0])
-                if tf_mask != k_mask:
-                    src = tf_mask[1] if tf_mask else None
-                    _refuse(layer, f"TF.js's executor runs it with the mask of '{src}' left over from an "
-                                   "earlier layer (one kwargs object is shared by every layer of a predict, "
-                                   "tfjs-layers executor.ts), which Keras 3 cannot reproduce"
-                            if tf_mask else "Keras 3 would mask it, TF.js does not")
+        if (layer.cls in RECURRENT or layer.cls in READS_KWARGS_MASK) and (ref[0], ref[1]) not in done:
+            _check_applied_mask(g, layer, ins, shared.get("mask") if shared else None, keras_masks)
         done.add((ref[0], ref[1]))
-        tok = _mask_out(layer, ref[1], in_masks)
+        tok = _mask_out(layer, ref[1], in_masks, tfjs=True)
         for i in range(len(_sequence_outputs(layer))):   # the executor gives every output the first
             tfjs_masks.setdefault((ref[0], ref[1], i), tok)             # output's mask
     _check_keras_mask_semantics(g, keras_masks)
     return keras_masks
+
+
+def _keras_applied_mask(g: _Graph, layer: _Layer, ins: list, keras_masks: dict):
+    """The mask Keras 3 applies in ``layer``'s call: its first input's; none for an RNN called with
+    initial states (Layer.__call__ fills ``mask`` only for a single tensor argument); for
+    RnnedgeZeroMaskedSteps, the one its source RNN zeroed the masked steps with."""
+    if layer.cls == ZERO_MASKED_STEPS:
+        src = g.layers[ins[0][0]]
+        return _keras_applied_mask(g, src, src.nodes[ins[0][1]], keras_masks)
+    if layer.cls in RECURRENT and len(ins) > 1:
+        return None
+    return keras_masks.get(ins[0])
+
+
+def _check_applied_mask(g: _Graph, layer: _Layer, ins: list, tf_mask, keras_masks: dict) -> None:
+    """Refuse a layer whose mask in TF.js (the executor's shared kwargs) is not the one Keras applies."""
+    k_mask = _keras_applied_mask(g, layer, ins, keras_masks)
+    if _real(tf_mask) == _real(k_mask):
+        return
+    if _real(tf_mask) is None:
+        _refuse(layer, "Keras 3 would mask it, TF.js does not")
+    if layer.cls in RECURRENT and len(ins) > 1 and tf_mask == keras_masks.get(ins[0]):
+        _refuse(layer, "initial states under a mask: TF.js applies the mask (at masked steps before the "
+                       "first valid one it outputs the initial state), Keras 3 applies no mask to a "
+                       "recurrent layer called with initial states")
+    _refuse(layer, f"TF.js's executor runs it with the mask of '{tf_mask[1]}' left over from an "
+                   "earlier layer (one kwargs object is shared by every layer of a predict, "
+                   "tfjs-layers executor.ts), which Keras 3 cannot reproduce")
 
 
 def _consumers(g: _Graph) -> dict:
@@ -430,38 +489,61 @@ def _check_keras_mask_semantics(g: _Graph, masks: dict) -> None:
         for n, ins in enumerate(layer.nodes):
             in_masks = [masks.get(t) for t in ins]
             m0 = in_masks[0] if in_masks else None
-            if layer.cls in RECURRENT and len(ins) > 1 and m0 is not None:
-                _refuse(layer, "initial states under a mask: at masked steps before the first valid one "
-                               "TF.js outputs the initial state, Keras 3 zeros")
             if layer.cls == "GlobalAveragePooling1D" and m0 is not None:
                 _refuse(layer, "TF.js averages every time step of a masked sequence, Keras 3 only the "
                                "unmasked ones")
             if layer.cls in MERGES and any(m is not None for m in in_masks):
                 _refuse(layer, "merging masked tensors: Keras 3 merge layers treat masked positions "
                                "differently from TF.js (keras/src/layers/merging/base_merge.py)")
-            if layer.cls == "Bidirectional" and m0 is not None and \
-                    (layer.cfg.get("layer") or {}).get("config", {}).get("return_sequences"):
+            zeroes = layer.zero_masked or layer.cls == "Bidirectional"   # Keras writes zeros at masked steps
+            if zeroes and m0 is not None and len(ins) == 1 and _returns_sequences(layer):
                 _check_masked_steps_unread(g, layer, n, m0, cons, outputs)
 
 
-def _check_masked_steps_unread(g, bidi: _Layer, node: int, mask, cons, outputs) -> None:
-    """TF.js's Bidirectional repeats the last output at masked steps, Keras 3 writes zeros: fine
-    only if those steps reach nothing but recurrent layers that skip them (same mask)."""
-    n_seq = 2 if bidi.cfg.get("merge_mode", "concat") is None else 1
-    todo = [(bidi.name, node, i) for i in range(n_seq)]
+def _returns_sequences(layer: _Layer) -> bool:
+    inner = (layer.cfg.get("layer") or {}).get("config", {}) if layer.cls == "Bidirectional" else layer.cfg
+    return bool(inner.get("return_sequences"))
+
+
+def _check_masked_steps_unread(g, rnn: _Layer, node: int, mask, cons, outputs) -> None:
+    """Keras 3 writes zeros at the masked steps of ``rnn``'s sequences (Bidirectional; an RNN with
+    zero_output_for_mask), TF.js repeats the last output: fine only if those steps reach nothing but
+    an RnnedgeZeroMaskedSteps (zeroes them in TF.js too) or recurrent layers that skip them (same mask)."""
+    n_seq = 2 if rnn.cls == "Bidirectional" and rnn.cfg.get("merge_mode", "concat") is None else 1
+    todo = [(rnn.name, node, i) for i in range(n_seq)]
     while todo:
         t = todo.pop()
         if t in outputs:
-            _refuse(bidi, "it returns sequences under a mask and they are a model output: at masked steps "
-                          "TF.js repeats the last output, Keras 3 writes zeros")
+            where = "they are a model output" if t[0] == rnn.name else f"they reach the model output '{t[0]}'"
+            _refuse(rnn, f"it returns sequences under a mask and {where}: at masked steps TF.js repeats the "
+                         "last output, Keras 3 writes zeros")
         for layer, n, p in cons.get(t, []):
-            if layer.cls in RECURRENT and p == 0:
-                continue  # masked steps are skipped (its mask is this mask: checked in check_masks)
-            if layer.cls in POSITIONWISE and p == 0:
+            if layer.cls in RECURRENT + (ZERO_MASKED_STEPS,) and p == 0:
+                continue  # skipped / zeroed with this mask (checked in check_masks)
+            if layer.cls in POSITIONWISE + (RNN_GUARD,) and p == 0:
                 todo.append((layer.name, n, 0))
                 continue
-            _refuse(bidi, f"it returns sequences under a mask and '{layer.name}' ({layer.cls}) reads the "
-                          "masked steps: TF.js repeats the last output there, Keras 3 writes zeros")
+            _refuse(rnn, f"it returns sequences under a mask and '{layer.name}' ({layer.cls}) reads the "
+                         "masked steps: TF.js repeats the last output there, Keras 3 writes zeros")
+
+
+def _zeroed_sources(g: _Graph) -> None:
+    """Each RnnedgeZeroMaskedSteps must read the sequences of a recurrent layer (the TF.js writer puts
+    it after a Keras RNN with zero_output_for_mask): such an LSTM / GRU / SimpleRNN is rebuilt with
+    zero_output_for_mask=True (Keras's Bidirectional always zeroes). Anything else is refused."""
+    for layer in g.layers.values():
+        if layer.cls != ZERO_MASKED_STEPS:
+            continue
+        for ins in layer.nodes:
+            if len(ins) != 1:
+                raise UsageError(f"layer '{layer.name}' ({layer.cls}) is called on {len(ins)} tensors")
+            src = g.layers[ins[0][0]]
+            outs = _sequence_outputs(src)
+            seq = src.cls in RECURRENT and _returns_sequences(src) and ins[0][2] < len(outs) and outs[ins[0][2]]
+            if not seq or (src.cls != "Bidirectional" and ins[0][2] != 0):
+                _refuse(layer, f"it reads output {ins[0][2]} of '{src.name}' ({src.cls}); rnnedge rebuilds "
+                               "it only on the sequences of a recurrent layer (as zero_output_for_mask)")
+            src.zero_masked = src.cls != "Bidirectional"
 
 
 # --------------------------------------------------------------------------- layers
@@ -538,7 +620,7 @@ def _rnn_layer(layer: _Layer, prefix: str) -> Built:
               return_sequences=bool(c.get("return_sequences", False)),
               return_state=bool(c.get("return_state", False)), go_backwards=bool(c.get("go_backwards", False)),
               dropout=float(c.get("dropout") or 0.0), recurrent_dropout=float(c.get("recurrent_dropout") or 0.0),
-              name=layer.name)
+              zero_output_for_mask=layer.zero_masked, name=layer.name)
     if cls == "SimpleRNN":
         k = keras.layers.SimpleRNN(activation=_act(layer, "activation", "tanh", null="tanh"), **kw)
     else:
@@ -546,8 +628,8 @@ def _rnn_layer(layer: _Layer, prefix: str) -> Built:
                   recurrent_activation=_act(layer, "recurrent_activation", "hard_sigmoid"))
         if cls == "LSTM":
             k = keras.layers.LSTM(unit_forget_bias=bool(c.get("unit_forget_bias")), **kw)
-        else:
-            k = keras.layers.GRU(reset_after=False, **kw)
+        else:   # rnnedge_layers.js's GRU always runs reset-after math, whatever its config says
+            k = keras.layers.GRU(reset_after=cls == GRU_RESET_AFTER, **kw)
     return Built(k, _vars(prefix, k))
 
 
@@ -564,7 +646,7 @@ def _bidirectional(layer: _Layer) -> Built:
     inner = _norm(c.get("layer") or {})
     icls, icfg = inner.get("class_name"), dict(inner.get("config") or {})
     if icls not in RNN_CLASSES:
-        _refuse(layer, f"it wraps {icls}; rnnedge rebuilds Bidirectional(LSTM / GRU / SimpleRNN)")
+        _refuse(layer, f"it wraps {icls}; rnnedge rebuilds Bidirectional({' / '.join(RNN_CLASSES)})")
     if c.get("backward_layer"):
         _refuse(layer, "a separate backward_layer (TF.js always mirrors the forward layer)")
     if icfg.get("go_backwards"):
@@ -653,12 +735,22 @@ def _permute(layer: _Layer) -> Built:
     return Built(keras.layers.Permute(tuple(int(d) for d in layer.cfg["dims"]), **_common(layer)))
 
 
-@TFJS_IMPORT.register("GlobalMaxPooling1D", "GlobalAveragePooling1D")
+@TFJS_IMPORT.register("GlobalMaxPooling1D", "GlobalAveragePooling1D", MASKED_GAP1D)
 def _global_pool(layer: _Layer) -> Built:
+    """RnnedgeMaskedGlobalAveragePooling1D is Keras's: the mean over the unmasked steps (a row with no
+    valid step: TF.js divides by max(count, 1e-7) and gives 0, Keras 0/0)."""
     import keras
 
     _channels_last(layer)
-    return Built(getattr(keras.layers, layer.cls)(**_common(layer)))
+    cls = "GlobalAveragePooling1D" if layer.cls == MASKED_GAP1D else layer.cls
+    return Built(getattr(keras.layers, cls)(**_common(layer)))
+
+
+@TFJS_IMPORT.register(*PASS_THROUGH)
+def _pass_through(layer: _Layer) -> Built:
+    """RnnedgeRNNGuard / RnnedgeZeroMaskedSteps: no Keras layer, the output is the input tensor. What
+    they do to masks is followed in check_masks; the zeroing is the source RNN's zero_output_for_mask."""
+    return Built(None)
 
 
 def _ints(v) -> tuple:
@@ -787,6 +879,7 @@ def build_keras(g: _Graph, saved: list, path: Path) -> tuple[Any, list[str]]:
                 f"{', '.join(TFJS_IMPORT.names())}", layer=layer.name, fmt="keras")
         if layer.cls in DROPOUT_LIKE and layer.cls != "Dropout":
             notes.append(f"{layer.cls} '{layer.name}' is the identity at inference: rebuilt as Dropout")
+    _zeroed_sources(g)
     keras_masks = check_masks(g, path)
     tensors: dict = {}
     built: dict[str, Built] = {}
@@ -807,6 +900,11 @@ def build_keras(g: _Graph, saved: list, path: Path) -> tuple[Any, list[str]]:
             built[layer.name] = TFJS_IMPORT.get(layer.cls)(layer)
         k = built[layer.name].layer
         ins = [tensors[t] for t in layer.nodes[n]]
+        if k is None:   # PASS_THROUGH
+            if len(ins) != 1:
+                raise UsageError(f"{path}: layer '{layer.name}' ({layer.cls}) is called on {len(ins)} tensors")
+            tensors[(layer.name, n, 0)] = ins[0]
+            continue
         if layer.cls in RECURRENT and len(ins) > 1:
             outs = k(ins[0], initial_state=ins[1:])
         elif layer.cls in MERGES:
@@ -845,6 +943,7 @@ class TfjsImport:
     weight_files: list[Path]
     source: dict                     # the manifest's ``source`` entry
     tfjs_inputs: list[dict] = field(default_factory=list)    # name, shape, dtype as TF.js takes them
+    custom_layers: list[str] = field(default_factory=list)   # rnnedge_layers.js classes it uses
 
 
 def import_model(source) -> TfjsImport:
@@ -872,9 +971,13 @@ def import_model(source) -> TfjsImport:
            "topology": g.kind, "generated_by": mj.get("generatedBy"), "converted_by": mj.get("convertedBy"),
            "weights": dtypes, "weight_files": [str(f.relative_to(path.parent)) for f in files],
            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    custom = sorted({c for layer in g.layers.values()
+                     for c in (layer.cls, (layer.cfg.get("layer") or {}).get("class_name")) if c in CUSTOM_CLASSES})
+    if custom:
+        src["custom_layers"] = custom
     if notes:
         src["notes"] = notes
-    return TfjsImport(model, path, mj, files, src, tfjs_inputs)
+    return TfjsImport(model, path, mj, files, src, tfjs_inputs, custom)
 
 
 def write_reference(imp: TfjsImport, out_dir: Path, output_names: list[str]) -> dict[str, dict]:
@@ -889,7 +992,7 @@ def write_reference(imp: TfjsImport, out_dir: Path, output_names: list[str]) -> 
                for n, t in zip(names, imp.model.outputs)]
     mj = dict(imp.model_json)
     meta = dict(mj.get("userDefinedMetadata") or {})
-    meta["rnnedge"] = {"inputs": imp.tfjs_inputs, "outputs": outputs, "custom_layers": [],
+    meta["rnnedge"] = {"inputs": imp.tfjs_inputs, "outputs": outputs, "custom_layers": imp.custom_layers,
                        "imported_from": imp.source["path"]}
     mj["userDefinedMetadata"] = meta
     tmp = Path(tempfile.mkdtemp(prefix=f".{REFERENCE_DIR}.", dir=out_dir))

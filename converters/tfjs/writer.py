@@ -205,16 +205,20 @@ def build(model, *, quantize: str | None = None, model_name: str | None = None) 
         for i, t in enumerate(n.outputs):
             refs[id(t)] = [op.name, node_idx, i]
             masked[id(t)] = False
-        if n.outputs:
-            first = id(n.outputs[0])
-            masked[first] = tl.mask == MASK_MAKE or (tl.mask == MASK_KEEP and tfjs_masked)
+        # the data outputs (Bidirectional merge_mode=None: two sequences, both masked in Keras 3
+        # and TF.js, whose executor gives every output of a node the first output's mask)
+        data_outs = n.outputs[:2 if cls == "Bidirectional" and op.merge_mode is None else 1]
+        for t in data_outs:
+            masked[id(t)] = tl.mask == MASK_MAKE or (tl.mask == MASK_KEEP and tfjs_masked)
         if tl.zero_masked_output and input_masked:
             # Keras writes zeros at masked steps; TF.js repeats the last output: zero them.
-            zname = f"{op.name}_zero_masked" + (f"_{node_idx}" if node_idx else "")
-            z = add_entry(zname, ZERO_MASKED_STEPS,
-                          {"name": zname, "trainable": False, "dtype": "float32"})
-            z["inbound_nodes"].append([[op.name, node_idx, 0, {}]])
-            refs[id(n.outputs[0])] = [zname, 0, 0]
+            for i, t in enumerate(data_outs):
+                zname = (f"{op.name}_zero_masked" + (f"_{node_idx}" if node_idx else "")
+                         + (f"_out{i}" if i else ""))
+                z = add_entry(zname, ZERO_MASKED_STEPS,
+                              {"name": zname, "trainable": False, "dtype": "float32"})
+                z["inbound_nodes"].append([[op.name, node_idx, i, {}]])
+                refs[id(t)] = [zname, 0, 0]
             custom.add(ZERO_MASKED_STEPS)
 
     # the graph's own node order can put a layer before one of its inputs' producers: TF.js
