@@ -201,10 +201,14 @@ class _Lite:
             in_det = runner.get_input_details()
             out_det = runner.get_output_details()
             in_names = list(sigs[key]["inputs"])
-            self.output_names = list(sigs[key]["outputs"])
             in_idx = [in_det[nm]["index"] for nm in in_names]
-            self.out_idx = [out_det[nm]["index"] for nm in self.output_names]
-            self.order_source = f"signature {key!r}"
+            # outputs by position as an app indexes them (Android runForMultipleInputsOutputs, C++
+            # interpreter->outputs()): the subgraph's output order; the signature names them (its
+            # own listing is sorted by name, not by the model's order)
+            sig_name = {d["index"]: nm for nm, d in out_det.items()}
+            self.out_idx = [d["index"] for d in it.get_output_details()]
+            self.output_names = [sig_name.get(i, str(i)) for i in self.out_idx]
+            self.order_source = f"subgraph outputs (named by signature {key!r})"
         else:
             dets = it.get_input_details()
             in_names = [d["name"] for d in dets]
@@ -246,7 +250,7 @@ class _Lite:
 
 
 def run_tflite(path, inputs: list[np.ndarray], keras_input_names: list[str]) -> dict:
-    """Outputs of the TFLite file (signature order) for the Keras ``inputs``, each chunk of the
+    """Outputs of the TFLite file (subgraph output order) for the Keras ``inputs``, each chunk of the
     file's batch in a fresh interpreter; and the repeat check: one interpreter invoked twice on the
     first chunk, no reset in between. Returns ``{"outputs", "output_names", "input_match",
     "order_source", "batch", "repeat_identical", "repeat_max_abs"}``."""
