@@ -25,10 +25,11 @@ def command(bundle, runtime, python, hashes_only, as_json):
 
         print_json(rep.to_dict())
         sys.exit(0 if rep.ok else 1)
-    from rich.console import Console
     from rich.table import Table
 
-    c = Console(highlight=False, soft_wrap=True)
+    from rnnedge.cli import console
+
+    c = console()
     t = Table(title=f"verify {bundle}")
     for col in ("check", "file", "result", "detail"):
         t.add_column(col, overflow="fold")
