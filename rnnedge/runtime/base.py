@@ -143,7 +143,8 @@ def check_feeds(path, inputs: list[TensorInfo], feeds: dict[str, np.ndarray]) ->
                 continue
             w = int(w)
             if axis == 0:
-                raise UsageError(f"{head}: its batch size is fixed at {w}, got {g} rows: feed {w} row"
+                raise UsageError(f"{head}: its batch size is fixed at {w}, got {g} row{'s' if g != 1 else ''}: "
+                                 f"feed {w} row"
                                  f"{'s' if w != 1 else ''} at a time, or re-export with "
                                  f"`rnnedge export ... --batch-size {g}`")
             if axis == _time_axis(info):

@@ -127,7 +127,7 @@ def numpy_file_problem(head: bytes) -> str | None:
     if text is not None and all(c.isprintable() or c in "\r\n\t" for c in text.rstrip("\x00")):
         start = text.strip().splitlines()[0][:40] if text.strip() else ""
         return (f"a text file (it starts {start!r}), not a numpy .npy/.npz file; save arrays with "
-                "numpy.save / numpy.savez (or give a .json file)")
+                "numpy.save / numpy.savez")
     return (f"not a numpy .npy/.npz file (it starts with bytes {head[:8].hex(' ')}); save arrays with "
             "numpy.save / numpy.savez")
 
