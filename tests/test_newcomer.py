@@ -376,6 +376,8 @@ def test_bad_option_values_exit_2_before_any_work(tmp_path):
 
     cases = {("export", "no-such-model.keras", "-f", "onnx", "-o", "out", "--opset", "5"):
              "'--opset': 5 is not in the range 14<=x<=21",
+             ("export", "no-such-model.keras", "-f", "onnx", "-o", "out", "--quantize", "bogus"):
+             "unknown quantization mode(s) ['bogus']",  # before the model is looked for
              ("train", "simple-rnn", "-o", "m.keras", "--epochs", "0"): "'--epochs': 0 is not in the range x>=1"}
     for args, msg in cases.items():
         p = rnnedge(*args, cwd=tmp_path)

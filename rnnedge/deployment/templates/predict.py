@@ -487,7 +487,10 @@ def self_test(bundle_dir=HERE, runtime: str | None = None, threads: int | None =
     x = load_array(bundle_dir / sample["input"], model.inputs, BundleError)
     expected = load_array(bundle_dir / sample["output"], model.outputs, BundleError)
     t0 = time.perf_counter()
-    got = model.run(x)
+    try:
+        got = model.run(x)
+    except InputError as e:  # the bundle's own sample does not fit its model: a broken bundle (exit 1)
+        raise BundleError(f"{sample['input']}: {e}") from None
     seconds = time.perf_counter() - t0
     tol = sample.get("tolerance", {"atol": 1e-5, "rtol": 0.0})
     errs, ok = [], True
