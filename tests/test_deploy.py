@@ -530,3 +530,6 @@ def test_predict_and_rnnedge_say_the_same_about_a_file(tmp_path):
             mod.load_array(tmp_path / name, [{"name": "x"}])
         assert str(ours.value) == str(theirs.value), name
     assert load_numpy(tmp_path / "ok.npy").shape == (2, 3)
+    from rnnedge.deployment import RUNTIME_FILES
+
+    assert mod.RUNTIMES == RUNTIME_FILES  # which runtime runs which model file: the same table

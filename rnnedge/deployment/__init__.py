@@ -46,6 +46,8 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 BUNDLE_FORMAT = 1
 DEFAULT_ATOL = 1e-5
 RUNTIMES = ("litert", "tflite-runtime", "onnxruntime")
+#: The model files each runtime runs (predict.py keeps the same table: it cannot import rnnedge).
+RUNTIME_FILES = {"litert": (".tflite",), "tflite-runtime": (".tflite",), "onnxruntime": (".onnx", ".ort")}
 _RUNTIME_ALIASES = {"ai-edge-litert": "litert", "ai_edge_litert": "litert", "tflite_runtime": "tflite-runtime",
                     "tflite": "litert", "ort": "onnxruntime", "onnx": "onnxruntime"}
 TARGETS = ("rpi",)
@@ -80,8 +82,7 @@ def install_commands(model_file: str, pi_os: str = "bookworm") -> dict[str, str]
     predict.py's exit-3 message when a runtime asked for is missing."""
     import shlex
 
-    fits = [r for r in RUNTIMES if Path(model_file).suffix in (
-        (".tflite",) if r in ("litert", "tflite-runtime") else (".onnx", ".ort"))]
+    fits = [r for r in RUNTIMES if Path(model_file).suffix in RUNTIME_FILES[r]]
     return {r: "pip install " + " ".join(shlex.quote(q) for q in
                                          requirements_for(r, "bookworm" if r == "tflite-runtime" else pi_os))
             for r in fits}
@@ -162,7 +163,7 @@ def _is_quantized(name: str, entry: dict) -> bool:
 
 def _pick_artifact(src: Path, man: dict, runtime: str, model: Optional[str]) -> tuple[str, dict]:
     arts = man.get("artifacts") or {}
-    want_ext = (".tflite",) if runtime in ("litert", "tflite-runtime") else (".onnx", ".ort")
+    want_ext = RUNTIME_FILES[runtime]
     if model:
         name = Path(model).name
         if name not in arts and not (src / name).is_file():

@@ -143,10 +143,9 @@ def check_feeds(path, inputs: list[TensorInfo], feeds: dict[str, np.ndarray]) ->
                 continue
             w = int(w)
             if axis == 0:
-                raise UsageError(f"{head}: its batch size is fixed at {w}, got {g} row{'s' if g != 1 else ''}: "
-                                 f"feed {w} row"
-                                 f"{'s' if w != 1 else ''} at a time, or re-export with "
-                                 f"`rnnedge export ... --batch-size {g}`")
+                rows = lambda n: f"{n} row{'s' if n != 1 else ''}"  # noqa: E731
+                raise UsageError(f"{head}: its batch size is fixed at {w}, got {rows(g)}: feed {rows(w)} at a "
+                                 f"time, or re-export with `rnnedge export ... --batch-size {g}`")
             if axis == _time_axis(info):
                 raise UsageError(f"{head}: sequences of exactly {w} steps (axis 1 is fixed), got {g}: feed "
                                  f"{w} steps, or re-export with `--seq-len {g}` (without --seq-len: a free length)")

@@ -43,7 +43,6 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 TOKEN_PATTERN = r"[a-z0-9']+"
-TFLITE_ORDER = ("litert", "tflite-runtime")
 # which runtimes can run which model file; the pip package of each (manifest.json's "install"
 # gives the pinned command, this is the fall-back for bundles without it)
 RUNTIMES = {"litert": (".tflite",), "tflite-runtime": (".tflite",), "onnxruntime": (".onnx", ".ort")}
