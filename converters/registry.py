@@ -35,9 +35,15 @@ _FORMAT_MODULES = {
 _FORMATS: dict[str, Callable] = {}
 
 
+#: The ONNX opsets the ONNX converter writes (converters.onnx.graph), and its default.
+MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 14, 21, 17
+
+
 @dataclass
 class ExportOptions:
-    """Options common to every format; formats read what applies to them."""
+    """Options common to every format; formats read what applies to them. A bad value (an opset
+    outside MIN_OPSET..MAX_OPSET, a batch size or sequence length below 1) raises
+    :class:`~rnnedge.errors.UsageError` (exit 2) when the options are made, before any work."""
 
     opset: int | None = None
     batch_size: int | None = None      # None = dynamic batch (ONNX); TFLite defaults to 1
@@ -46,6 +52,15 @@ class ExportOptions:
     quantize: list[str] = field(default_factory=list)
     streaming: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.opset is not None and not MIN_OPSET <= int(self.opset) <= MAX_OPSET:
+            raise UsageError(f"--opset {self.opset}: ONNX opset {self.opset} is not supported; "
+                             f"choose {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})")
+        for name in ("batch_size", "seq_len"):
+            v = getattr(self, name)
+            if v is not None and int(v) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} {v}: must be >= 1")
 
 
 def register_format(name: str, *, overwrite: bool = False):

@@ -368,15 +368,13 @@ def bench(
         for prov in (providers if fmt in ("onnx", "ort") else [None]):
             jobs.append((a, fmt, prov))
     if any(fmt in ("onnx", "ort") for _, fmt, _ in jobs):  # fail before timing anything
-        from rnnedge.runtime.onnx import PROVIDERS, available_providers, resolve_provider
+        from rnnedge.runtime.onnx import available_providers, missing_provider, resolve_provider
 
         have = available_providers()
         for p in providers:
             ep, short = resolve_provider(p)
             if ep not in have:
-                raise MissingDependencyError(
-                    f"onnxruntime execution provider {ep} (--provider {short}; this onnxruntime has "
-                    f"{', '.join(have)})", PROVIDERS.get(short, (ep, f"a build of onnxruntime with {ep}"))[1])
+                raise missing_provider(ep, short, have)
     if all(fmt not in ("onnx", "ort") for _, fmt, _ in jobs) and providers != ["cpu"]:
         notes = [f"--provider {','.join(providers)} applies to ONNX/ORT artifacts only; none given"]
     else:

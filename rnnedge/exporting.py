@@ -114,11 +114,19 @@ def export(source, fmt: str | Iterable[str] = "onnx", out_dir: str | Path = "exp
     artifact fails the parity check (its ``result`` attribute: the :class:`ExportResult` of the
     rejected files in ``<out_dir>.rejected``); in every such case ``out_dir`` is left as it was.
     """
-    from converters.registry import get_exporter
+    from converters.registry import ExportOptions, get_exporter
 
     fmts = [fmt] if isinstance(fmt, str) else list(fmt)
     if not fmts:
         raise UsageError("no format given")
+    ExportOptions(opset=opset, batch_size=batch_size, seq_len=seq_len)  # a bad option value: exit 2, now
+    quantize = list(quantize)
+    if quantize and any(f in ("onnx", "tflite") for f in fmts):
+        from rnnedge.quantization import MODES as Q_MODES
+
+        bad = [m for m in quantize if m not in Q_MODES]
+        if bad:
+            raise UsageError(f"unknown quantization mode(s) {bad}; choose from: {', '.join(Q_MODES)}")
     exporters = [(f, get_exporter(f)) for f in fmts]  # fail on an unknown format before any work
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -227,13 +235,9 @@ def _export_into(out: Path, source, exporters, fmts, *, opset, batch_size, seq_l
         entries.update(got)
     q_fmts = [f for f in ("onnx", "tflite") if f in fmts]
     if q_modes and q_fmts:
-        from rnnedge.quantization import MODES as Q_MODES
         from rnnedge.quantization import quantize as _quantize
 
-        bad = [m for m in q_modes if m not in Q_MODES]
-        if bad:
-            raise UsageError(f"unknown quantization mode(s) {bad}; choose from: {', '.join(Q_MODES)}")
-        got = _quantize(out, q_modes, formats=q_fmts)
+        got = _quantize(out, q_modes, formats=q_fmts)  # the modes: checked by export() before any work
         errors = {n: e["error"] for n, e in got.items() if "error" in e}
         if errors:
             from rnnedge.errors import ConversionError
@@ -250,9 +254,9 @@ def _export_into(out: Path, source, exporters, fmts, *, opset, batch_size, seq_l
         entries.update(got)
     report = None
     if validate:
-        from rnnedge.validation import validate as _validate
+        from rnnedge.validation import is_model_artifact, validate as _validate
 
-        report = _validate(out, artifacts=list(entries))
+        report = _validate(out, artifacts=[n for n, e in entries.items() if is_model_artifact(n, e)])
     man = load_manifest(out)
     entries = {n: man["artifacts"].get(n, e) for n, e in entries.items()}  # with sha256/size (and parity)
     return ExportResult(out, entries, man, report, [out / n for n in entries])

@@ -83,6 +83,19 @@ class InputSpec:
         return d if isinstance(d, int) and d > 0 else None
 
 
+#: What each input kind is, in a user's words (report titles).
+KIND_WORDS = {"tokens": "token ids", "series": "smooth float series", "float": "random floats"}
+
+
+def describe_kinds(kinds: dict[str, str]) -> str:
+    """``{input_name: kind}`` -> ``token ids (tokens) and smooth float series (x, feats)``."""
+    by: dict[str, list[str]] = {}
+    for name, kind in kinds.items():
+        by.setdefault(kind, []).append(name)
+    parts = [f"{KIND_WORDS.get(k, k)} ({', '.join(names)})" for k, names in by.items()]
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else "".join(parts)
+
+
 # ---------------------------------------------------------------------------------------
 # specs
 # ---------------------------------------------------------------------------------------
@@ -222,19 +235,23 @@ def onnx_vocab_hint(model) -> int | None:
 # ---------------------------------------------------------------------------------------
 def load_calibration(path: str | os.PathLike) -> dict:
     """``{input_name | index: array}`` from a .npy/.npz file (see the module docstring)."""
+    import warnings
+
+    from rnnedge.runtime.io import load_numpy, nonfinite_note
+
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"{p}: calibration file not found")
-    try:
-        data = np.load(p, allow_pickle=False)
-    except Exception as e:
-        raise UsageError(f"{p}: not a readable .npy/.npz file ({e})") from None
+    data = load_numpy(p)  # UsageError saying what the file is when it is no numpy file
     if isinstance(data, np.ndarray):
-        return {0: data}
+        data = {0: data}
     out = {}
-    for i, k in enumerate(data.files):
-        key = int(k[4:]) if k.startswith("arr_") and k[4:].isdigit() else k
-        out[key] = data[k]
+    for k, v in data.items():
+        key = int(k[4:]) if isinstance(k, str) and k.startswith("arr_") and k[4:].isdigit() else k
+        out[key] = v
+        note = nonfinite_note(str(key), v)
+        if note:
+            warnings.warn(f"{p.name}: {note}", stacklevel=2)
     return out
 
 

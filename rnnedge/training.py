@@ -58,8 +58,8 @@ def _early_stopping_info(es, epochs_run: int) -> dict:
 
 
 def _progress_callback(epochs: int, early_stopping=None):
-    """Per-epoch progress on stderr. On a terminal: a live bar (epochs done, batches of the running
-    epoch) with one line per finished epoch printed above it. Elsewhere (a log file, a pipe): one
+    """Per-epoch progress on stderr. On a terminal: a live bar (the running epoch, 1-based as in
+    the epoch lines, and its batches) with one line per finished epoch printed above it. Elsewhere (a log file, a pipe): one
     plain line per epoch, never cut. At the end, :func:`early_stopping_note` when it says something
     (``early_stopping``: the EarlyStopping callback, placed before this one)."""
     import sys
@@ -81,14 +81,16 @@ def _progress_callback(epochs: int, early_stopping=None):
                 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
                 self.p = Progress(TextColumn("[bold]training[/]"), BarColumn(),
-                                  TextColumn("epoch {task.completed}/{task.total}"),
+                                  TextColumn("epoch {task.fields[epoch]}/{task.total}"),
                                   TextColumn("{task.fields[batch]}"), TimeElapsedColumn(),
                                   console=self.console, transient=True)
                 self.p.start()
-                self.task = self.p.add_task("train", total=epochs, batch="")
+                self.task = self.p.add_task("train", total=epochs, batch="", epoch=1)
 
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.perf_counter()
+            if self.p is not None:  # the running epoch, 1-based like the epoch lines
+                self.p.update(self.task, epoch=epoch + 1, batch="")
 
         def on_train_batch_end(self, batch, logs=None):
             if self.p is not None:
@@ -99,7 +101,7 @@ def _progress_callback(epochs: int, early_stopping=None):
             self.done = epoch + 1
             self._say(epoch_line(epoch + 1, epochs, logs or {}, time.perf_counter() - self.t0))
             if self.p is not None:
-                self.p.update(self.task, advance=1, batch="")
+                self.p.update(self.task, advance=1)
 
         def on_train_end(self, logs=None):
             if self.p is not None:

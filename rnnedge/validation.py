@@ -94,8 +94,9 @@ def _runtime_missing(entry: dict) -> str | None:
     return None
 
 
-def _is_model_artifact(name: str, entry: dict) -> bool:
-    """A model file a runner opens (not a side file such as ORT's required_operators.config)."""
+def is_model_artifact(name: str, entry: dict) -> bool:
+    """A model file a runner opens (not a side file such as ORT's required_operators.config, which
+    is no artifact to validate)."""
     if entry.get("format") in ("onnx", "ort", "tflite", "tfjs"):
         return True
     from rnnedge.runtime import runner_kind
@@ -465,7 +466,7 @@ def validate(folder: str | os.PathLike, artifacts: Iterable[str] | None = None, 
     if artifacts is None:  # every runnable artifact but the reference itself
         names = [n for n, e in arts.items()
                  if n != REFERENCE and e.get("role") != "reference" and e.get("format") != "keras"
-                 and _is_model_artifact(n, e)]
+                 and is_model_artifact(n, e)]
         if not names:
             raise UsageError(f"{folder}: nothing to validate: manifest.json lists no model artifact "
                              f"({', '.join(arts) or 'no artifact at all'}); export one with "
@@ -476,6 +477,10 @@ def validate(folder: str | os.PathLike, artifacts: Iterable[str] | None = None, 
     if unknown:
         raise UsageError(f"artifact(s) {unknown} not in {folder}/manifest.json (it lists: "
                          f"{', '.join(arts) or 'nothing'})")
+    side = [n for n in names if n in arts and not is_model_artifact(n, arts[n])]
+    if side:
+        raise UsageError(f"{', '.join(side)}: not a model file (format "
+                         f"{', '.join(repr(arts[n].get('format')) for n in side)}); nothing to validate in it")
     if samples < 1:
         raise UsageError("samples must be >= 1")
     lens = [int(t) for t in seq_lens] if seq_lens else None
@@ -498,8 +503,6 @@ def validate(folder: str | os.PathLike, artifacts: Iterable[str] | None = None, 
             skip = _runtime_missing(entry)
             if name == REFERENCE or entry.get("role") == "reference" or entry.get("format") == "keras":
                 skip = "skipped: the reference itself"
-            elif not _is_model_artifact(name, entry):
-                skip = f"skipped: not a model file (format {entry.get('format')!r})"
             if skip:
                 rows[name] = {"format": entry.get("format"), "precision": prec, "tolerance": tol,
                               "verdict": "skipped", "message": skip}

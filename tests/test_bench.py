@@ -224,10 +224,14 @@ def test_cli_bench_cuda_refused(arts):
     script = shutil.which("rnnedge", path=os.path.dirname(sys.executable))
     ok = script and subprocess.run([script, "--help"], capture_output=True, text=True).returncode == 0
     cmd = [script, "bench"] if ok else [sys.executable, "-c", "from rnnedge.cli.bench import command; command()"]
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # rich's default width: 80
     p = subprocess.run(cmd + [str(arts / "model.onnx"), "--provider", "cuda", "--no-progress"],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120, env=env)
     assert p.returncode == 3, p.stderr
     assert "pip install onnxruntime-gpu" in p.stderr and "Traceback" not in p.stderr
+    # one line, never wrapped in a log (~250 characters); the command in backticks, the note outside
+    assert len(p.stderr.strip().splitlines()) == 1 and len(p.stderr) > 200, p.stderr
+    assert "install it with `pip install onnxruntime-gpu` (and a CUDA 12/13 + cuDNN 9 runtime)" in p.stderr
 
 
 @pytest.mark.node

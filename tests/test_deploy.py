@@ -29,6 +29,7 @@ PREPROCESSING = {
                  "scaler": {"mean": 10.0, "std": 2.0}},
     "sentiment": {"kind": "text", "vocab": VOCAB, "max_len": L, "padding": "post", "lowercase": True,
                   "token_pattern": r"[a-z0-9']+", "pad_id": 0, "oov_id": 1},
+    "three": {},  # raw tensors in, three outputs
 }
 TASK = {"forecast": "forecast", "sentiment": "binary_classification"}
 
@@ -55,6 +56,10 @@ def _keras_model(kind: str):
         x = keras.layers.Dense(128, activation="relu")(x)
         x = keras.layers.Dense(64, activation="relu")(x)
         return keras.Model(inp, keras.layers.Dense(1)(x), name="wide_tiny")
+    if kind == "three":  # three outputs: the sequence and both LSTM states
+        inp = keras.Input((None, 2), name="x")
+        seq, h, c = keras.layers.LSTM(3, return_sequences=True, return_state=True)(inp)
+        return keras.Model(inp, [seq, h, c], name="three_tiny")
     raise ValueError(kind)
 
 
@@ -363,3 +368,168 @@ def test_cli_deploy(exports, tmp_path):
     info = json.loads(r.output)
     assert info["bundle"] == str(out) and Path(info["tarball"]).is_file()
     assert (out / "model.onnx").is_file()
+
+
+# --------------------------------------------------------------------------- the runtime asked for, files, bad input
+def predict_here(bundle: Path, *args, env=None) -> subprocess.CompletedProcess:
+    """predict.py in this interpreter (numpy, ai-edge-litert, onnxruntime), as a user runs it."""
+    return subprocess.run([sys.executable, str(bundle / "predict.py"), *map(str, args)], capture_output=True,
+                          text=True, cwd=str(bundle.parent), env=env or dict(os.environ), timeout=300)
+
+
+def hiding(tmp_path: Path, *modules: str) -> str:
+    """A folder of modules that fail to import like a missing package (for PYTHONPATH)."""
+    d = tmp_path / "hide"
+    d.mkdir(exist_ok=True)
+    for m in modules:
+        (d / f"{m}.py").write_text(f"raise ModuleNotFoundError(\"No module named '{m}'\", name={m!r})\n")
+    return str(d)
+
+
+@pytest.fixture(scope="module")
+def three_out(tmp_path_factory):
+    """(export folder, bundle) of a model with three outputs, ONNX on onnxruntime."""
+    from rnnedge.deployment import deploy
+
+    root = tmp_path_factory.mktemp("three")
+    d = make_export("three", root / "export", formats=("onnx",), validate=False)
+    return d, deploy(d, runtime="onnxruntime", out=root / "bundle", tarball=False).bundle
+
+
+def test_an_explicit_runtime_is_used_or_refused(bundles, tmp_path, monkeypatch):
+    """predict.py --runtime and `rnnedge verify --runtime`: the runtime asked for runs the sample, or
+    the command exits 3 (not installed: the command that installs it) or 2 (it cannot run the
+    bundle's model); never another runtime in its place."""
+    from click.testing import CliRunner
+
+    from rnnedge.cli import cli
+
+    tfl, onx = bundles["forecast", "litert"].bundle, bundles["forecast", "onnxruntime"].bundle
+    for b, rt in ((tfl, "litert"), (onx, "onnxruntime")):  # used
+        p = predict_here(b, "--self-test", "--json", "--runtime", rt)
+        assert p.returncode == 0 and json.loads(p.stdout)["runtime"] == rt, p.stderr
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([hiding(tmp_path, "tflite_runtime"),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    install = "install it with `pip install tflite-runtime==2.14.0 'numpy<2'`"  # the bundle's pinned command
+    p = predict_here(tfl, "--self-test", "--runtime", "tflite-runtime", env=env)
+    assert p.returncode == 3 and install in p.stderr and p.stdout == "", p.stderr  # not litert in its place
+    for b, rt, ext, fits in ((tfl, "onnxruntime", ".tflite", "litert or tflite-runtime"),
+                             (onx, "litert", ".onnx", "onnxruntime")):
+        msg = f"this bundle ships a {ext} model; {rt} cannot run it (use {fits})"
+        p = predict_here(b, "--input", b / "sample_input.npy", "--runtime", rt)
+        assert p.returncode == 2 and p.stderr == f"error: {msg}\n", p.stderr
+        r = CliRunner().invoke(cli, ["verify", str(b), "--runtime", rt])
+        assert r.exit_code == 2 and msg in r.stderr and "FAIL" not in r.output, r.output
+    monkeypatch.setitem(sys.modules, "tflite_runtime", None)  # in-process: import fails
+    r = CliRunner().invoke(cli, ["verify", str(tfl), "--runtime", "tflite-runtime"])
+    assert r.exit_code == 3 and install in r.stderr and "OK" not in r.stdout, r.output
+    monkeypatch.setenv("PYTHONPATH", env["PYTHONPATH"])  # --python: predict.py in a subprocess
+    r = CliRunner().invoke(cli, ["verify", str(tfl), "--runtime", "tflite-runtime", "--python", sys.executable])
+    assert r.exit_code == 3 and install in r.stderr, r.output
+    py214 = REPO / ".venv-tflite214" / "bin" / "python"
+    if py214.exists():  # where tflite-runtime is installed, it is what runs
+        monkeypatch.delenv("PYTHONPATH")
+        r = CliRunner().invoke(cli, ["verify", str(tfl), "--runtime", "tflite-runtime", "--python", str(py214),
+                                     "--json"])
+        assert r.exit_code == 0 and json.loads(r.stdout)["sample"]["runtime"] == "tflite-runtime", r.output
+
+
+def test_predict_writes_the_output_file_it_names(bundles, three_out, tmp_path):
+    """--output: .npy holds one output, .npz/.json any number (by name), another type exits 2 before
+    anything runs; the summary names the file written. --json names several outputs."""
+    import keras
+
+    b = bundles["forecast", "litert"].bundle
+    x = np.random.default_rng(2).standard_normal((3, W, 1)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    p = predict_here(b, "--input", tmp_path / "x.npy", "--output", tmp_path / "out.txt")
+    assert p.returncode == 2 and "--output" in p.stderr and "unknown output file type '.txt'" in p.stderr
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["x.npy"]  # no out.txt, no out.txt.npy
+    p = predict_here(b, "--input", tmp_path / "x.npy", "--output", tmp_path / "out.json")
+    assert p.returncode == 0 and f"written to {tmp_path / 'out.json'};" in p.stdout, p.stderr
+    (name, got), = json.loads((tmp_path / "out.json").read_text()).items()
+    assert [name] == [o["name"] for o in json.loads((b / "manifest.json").read_text())["model"]["outputs"]]
+    assert np.max(np.abs(np.asarray(got) - _keras_predict(_export_of(b), x))) <= 1e-5
+
+    d, b3 = three_out
+    x3 = np.random.default_rng(3).standard_normal((2, 5, 2)).astype(np.float32)
+    np.save(tmp_path / "x3.npy", x3)
+    ref = keras.saving.load_model(d / "reference.keras", compile=False)(x3)
+    names = [o["name"] for o in json.loads((b3 / "manifest.json").read_text())["model"]["outputs"]]
+    assert len(set(names)) == 3
+    p = predict_here(b3, "--input", tmp_path / "x3.npy", "--output", tmp_path / "y.npy")
+    assert p.returncode == 2 and f"the model has 3 outputs {names}; a .npy file holds one: use .npz or .json" \
+        in p.stderr, p.stderr
+    assert not (tmp_path / "y.npy").exists() and not (tmp_path / "y.npy.npz").exists()
+    p = predict_here(b3, "--input", tmp_path / "x3.npy", "--output", tmp_path / "y.npz")
+    assert p.returncode == 0 and f"written to {tmp_path / 'y.npz'};" in p.stdout, p.stderr
+    with np.load(tmp_path / "y.npz") as z:
+        assert z.files == names
+        for n, r in zip(names, ref):
+            assert np.max(np.abs(z[n] - np.asarray(r))) <= 1e-5
+    p = predict_here(b3, "--input", tmp_path / "x3.npy", "--json")
+    out = json.loads(p.stdout)["output"]
+    assert p.returncode == 0 and list(out) == names, p.stdout[:300]
+    for n, r in zip(names, ref):
+        assert np.max(np.abs(np.asarray(out[n]) - np.asarray(r).reshape(2, -1))) <= 1e-5
+
+
+def _export_of(bundle: Path) -> Path:
+    return Path(json.loads((bundle / "manifest.json").read_text())["export"]["folder"])
+
+
+def test_predict_bad_inputs_exit_2_with_true_messages(bundles, tmp_path):
+    b = bundles["forecast", "litert"].bundle
+    (tmp_path / "garbage.npy").write_text("hello, this is a text file\n")
+    np.save(tmp_path / "flat.npy", np.zeros((16, 20), np.float32))
+    np.savez(tmp_path / "wrong_name.npz", foo=np.zeros((1, W, 1), np.float32))
+    cases = {
+        "garbage.npy": "garbage.npy: a text file (it starts 'hello, this is a text file'), not a numpy .npy/.npz file",
+        "flat.npy": "input 'series' must have shape [rows, None, 1] (or [None, 1] for one row), got [16, 20]: "
+                    "axis 1 has 20, the model takes 1",
+        "wrong_name.npz": "wrong_name.npz: names do not match the model's: missing ['series']; unknown ['foo'] "
+                          "(the model takes ['series'])",
+    }
+    for f, msg in cases.items():
+        p = predict_here(b, "--input", tmp_path / f)
+        assert p.returncode == 2 and p.stderr.startswith(f"error: {msg}"), (f, p.stderr)
+        assert len(p.stderr.splitlines()) == 1 and "pickled" not in p.stderr and "[1, 16, 20]" not in p.stderr
+    p = predict_here(b, "--input", b / "sample_input.npy", "--threads", "0")
+    assert p.returncode == 2 and "argument --threads: 0 is not >= 1" in p.stderr
+    x = np.random.default_rng(4).standard_normal((2, W, 1)).astype(np.float32)
+    x[1, 3, 0] = np.nan
+    np.save(tmp_path / "nan.npy", x)
+    p = predict_here(b, "--input", tmp_path / "nan.npy", "--json")
+    assert p.returncode == 0 and p.stderr == ("warning: input 'series' holds 1 NaN/infinite value(s) of 16: runtimes "
+                                              "give different predictions for them (a model has no defined result)\n")
+    assert predict_here(b, "--input", b / "sample_input.npy").stderr == ""  # the twin: no warning
+
+
+def test_predict_and_rnnedge_say_the_same_about_a_file(tmp_path):
+    """predict.py cannot import rnnedge: its copy of load_numpy's messages must say the same."""
+    import importlib.util
+
+    from rnnedge.deployment import TEMPLATES
+    from rnnedge.errors import UsageError
+    from rnnedge.runtime.io import load_numpy
+
+    spec = importlib.util.spec_from_file_location("tmpl_predict_io", TEMPLATES / "predict.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    files = {"text.npy": "3,4,5\n6,7,8\n".encode(), "empty.npy": b"", "pickle.npy": b"\x80\x04\x95 pickled",
+             "binary.npz": bytes(range(200, 256)) * 2}
+    np.save(tmp_path / "objects.npy", np.array([[1], [2, 3]], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "ok.npy", np.zeros((2, 3), np.float32))
+    files["cut.npy"] = (tmp_path / "ok.npy").read_bytes()[:100]
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    for name in [*files, "objects.npy"]:
+        with pytest.raises(UsageError) as ours:
+            load_numpy(tmp_path / name)
+        with pytest.raises(mod.InputError) as theirs:
+            mod.load_array(tmp_path / name, [{"name": "x"}])
+        assert str(ours.value) == str(theirs.value), name
+    assert load_numpy(tmp_path / "ok.npy").shape == (2, 3)
+    from rnnedge.deployment import RUNTIME_FILES
+
+    assert mod.RUNTIMES == RUNTIME_FILES  # which runtime runs which model file: the same table

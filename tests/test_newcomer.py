@@ -83,12 +83,18 @@ def demo(tmp_path_factory, bare_runner):
 
 
 # --------------------------------------------------------------------------- 1. exit 3 + the command
-def test_readme_and_message_give_the_same_node_setup_command(monkeypatch):
+def test_readme_and_message_give_the_same_node_setup_command(monkeypatch, tmp_path):
+    """One command, in one form that works from any folder: the README's script, by the clone's
+    absolute path (never `bash .ci/setup_node.sh` from one command and an absolute path from another)."""
     from rnnedge.runtime.tfjs import node_install_command
 
-    monkeypatch.chdir(REPO)
-    assert node_install_command() == "bash .ci/setup_node.sh"
-    assert "bash .ci/setup_node.sh" in (REPO / "README.md").read_text()
+    monkeypatch.delenv("RNNEDGE_TFJS_NODE_DIR", raising=False)
+    forms = set()
+    for cwd in (REPO, REPO / "rnnedge", tmp_path):
+        monkeypatch.chdir(cwd)
+        forms.add(node_install_command())
+    assert forms == {f"bash {REPO / '.ci' / 'setup_node.sh'}"}
+    assert "bash .ci/setup_node.sh" in (REPO / "README.md").read_text()  # the same script, from the clone
 
 
 def test_tfjs_export_without_the_runner_packages_exits_3_with_the_install_command(demo, bare_runner, tmp_path):
@@ -247,6 +253,9 @@ def test_training_on_a_terminal_shows_a_live_bar_and_epoch_lines(tmp_path):
     assert proc.wait(timeout=300) == 0
     raw = b"".join(chunks).decode("utf-8", "replace")
     assert re.search(r"training.*epoch \d/6.*batch \d+/\d+", ANSI.sub("", raw))  # the live bar moved per batch
+    # the bar counts epochs as the epoch lines do: 1-based, the running one (never "epoch 0/6")
+    bars = re.findall(r"epoch (\d)/6 +batch \d+/\d+", ANSI.sub("", raw))
+    assert bars and bars[0] == "1" and "0" not in bars and set(bars) <= {str(i) for i in range(1, 7)}, bars
     screen = [seg.split("\r")[-1] for seg in ANSI.sub("", raw).replace("\r\n", "\n").split("\n")]
     assert sum(bool(EPOCH.match(s.strip())) for s in screen) >= 2, screen  # whole lines above the bar
     assert any(s.startswith("early stopping:") for s in screen)
@@ -318,3 +327,62 @@ def test_predict_takes_a_batch_row_by_row_with_exit_codes_and_a_summary(demo, tm
         p = predict(b, "--input", f, cwd=tmp_path)
         assert p.returncode == 2 and p.stderr.startswith("error: ") and len(p.stderr.splitlines()) == 1, (f, p.stderr)
     assert "must have shape [rows, None, 1]" in predict(b, "--input", "bad.npy", cwd=tmp_path).stderr
+
+
+# --------------------------------------------------------------------------- reports a user reads
+def test_reports_list_models_only_and_say_what_the_inputs_were(demo, tmp_path):
+    """ORT's required_operators.config is a file of the export, not a model: no "SKIPPED" row in
+    any report; the parity title says what the generated inputs are in words, not kind codes."""
+    from rnnedge.inputs import KIND_WORDS, specs_from_tensors
+
+    p, d = demo
+    exp = d / "export"
+    man = json.loads((exp / "manifest.json").read_text())
+    assert "required_operators.config" in man["artifacts"]  # the side file is there
+    assert "SKIPPED" not in p.stdout and "not a model file" not in p.stdout + p.stderr
+    q = rnnedge("validate", exp, cwd=tmp_path)
+    assert q.returncode == 0, q.stdout[-2000:] + q.stderr
+    assert "required_operators.config" not in q.stdout and re.search(r"\b0 skipped -> exit 0$", q.stdout, re.M)
+    title = next(ln for ln in q.stdout.splitlines() if "parity vs" in ln)
+    kinds = {s.kind for s in specs_from_tensors(man["artifacts"]["model.onnx"]["inputs"])}
+    assert all(f"generated {KIND_WORDS[k]} (" in title for k in kinds), title
+    assert not re.search(r"\((series|tokens|float), seed", title), title
+    q = rnnedge("validate", exp, "-a", "required_operators.config", cwd=tmp_path)
+    assert q.returncode == 2 and "required_operators.config: not a model file" in q.stderr, q.stderr
+
+
+def test_redirected_output_is_never_wrapped(demo, tmp_path):
+    """In a log (stdout not a terminal, no COLUMNS) a message line stays one line, whatever its
+    length; every console of the CLI comes from one helper (rnnedge.cli.console)."""
+    _, d = demo
+    deep = tmp_path / ("a-rather-long-folder-name-" * 3) / "with-the-model"
+    deep.mkdir(parents=True)
+    shutil.copy(d / "export" / "model.onnx", deep / "model.onnx")
+    np.save(tmp_path / "x.npy", np.zeros((1, 5, 1), np.float32))
+    env = {k: v for k, v in _env().items() if k != "COLUMNS"}
+    p = rnnedge("run", deep / "model.onnx", "--input", "x.npy", cwd=tmp_path, env=env)
+    assert p.returncode == 0, p.stderr
+    head = p.stdout.splitlines()[0]
+    assert len(head) > 100 and head.startswith(str(deep / "model.onnx")) and head.endswith("(inputs values [1, 5, 1])"), \
+        p.stdout
+    for f in (REPO / "rnnedge" / "cli").glob("*.py"):
+        if f.name != "__init__.py":
+            assert "Console(" not in f.read_text(), f"{f.name} makes its own console: use rnnedge.cli.console()"
+
+
+def test_bad_option_values_exit_2_before_any_work(tmp_path):
+    from rnnedge.errors import UsageError
+    from rnnedge.exporting import export
+
+    cases = {("export", "no-such-model.keras", "-f", "onnx", "-o", "out", "--opset", "5"):
+             "'--opset': 5 is not in the range 14<=x<=21",
+             ("export", "no-such-model.keras", "-f", "onnx", "-o", "out", "--quantize", "bogus"):
+             "unknown quantization mode(s) ['bogus']",  # before the model is looked for
+             ("train", "simple-rnn", "-o", "m.keras", "--epochs", "0"): "'--epochs': 0 is not in the range x>=1"}
+    for args, msg in cases.items():
+        p = rnnedge(*args, cwd=tmp_path)
+        assert p.returncode == 2 and msg in p.stderr, (args, p.stderr)
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(UsageError, match=r"ONNX opset 5 is not supported; choose 14\.\.21") as e:
+        export("no-such-model.keras", "onnx", tmp_path / "out", opset=5)  # before the model is looked for
+    assert e.value.exit_code == 2

@@ -459,8 +459,12 @@ def test_opsets_and_ir_version(opset, case):
 
 
 def test_bad_opset_is_refused():
-    with pytest.raises(ConversionError, match="opset 9"):
+    """A bad option value (exit 2), refused when the options are made, before any conversion."""
+    from rnnedge.errors import UsageError
+
+    with pytest.raises(UsageError, match="opset 9 is not supported; choose 14..21") as e:
         convert_model(built("gru-rs0-gb0")[0], ExportOptions(opset=9))
+    assert e.value.exit_code == 2
 
 
 # --------------------------------------------------------------------------- errors

@@ -164,7 +164,9 @@ def test_tflite_runner_names_and_parity(arts):
         assert r.inputs[0].shape == [TFL_BATCH, T, F]
         out = r.run({"feats": arts["x"]})
         np.testing.assert_allclose(next(iter(out.values())), arts["ref"], atol=1e-5)
-        with pytest.raises(UsageError, match=r"fixed shape \[2, 6, 3\] \(axis 0 is 2\)"):
+        with pytest.raises(UsageError, match=r"takes \[2, 6, 3\]: its batch size is fixed at 2, got 1 row: "
+                                             r"feed 2 rows at a time, or re-export with `rnnedge export \.\.\. "
+                                             r"--batch-size 1`"):
             r.run({"feats": arts["x"][:1]})
 
 
@@ -324,3 +326,96 @@ def test_cli_run_summary_and_errors(arts, input_files):
     res = CliRunner().invoke(command, [str(arts["paths"]["onnx"]), "-i", str(input_files / "x.npz"),
                                        "--provider", "cuda"])
     assert res.exit_code == 3 and "pip install onnxruntime-gpu" in res.stderr
+    # the command in backticks, what else it needs outside them
+    assert "install it with `pip install onnxruntime-gpu` (and a CUDA 12/13 + cuDNN 9 runtime)" in res.stderr
+
+
+def _run_cli(*args):
+    """`rnnedge run ...` through the command group, as the console script runs it (library errors ->
+    exit code, Python warnings -> one `warning:` line)."""
+    from rnnedge.cli import cli
+
+    return CliRunner().invoke(cli, ["run", *map(str, args)])
+
+
+@pytest.mark.parametrize("kind, shape, message", [
+    # onnxruntime would say "INVALID_ARGUMENT : Got invalid dimensions for input: feats for the following indices"
+    ("onnx", (2, T, F + 1), f"model.onnx: input 'feats' takes [None, None, {F}]: the model takes {F} features "
+                            f"on axis 2, got {F + 1} (shape [2, {T}, {F + 1}])"),
+    ("onnx", (T, F), f"model.onnx: input 'feats' takes [None, None, {F}], got [{T}, {F}]: one row without its "
+                     f"batch axis; add it (shape [1, {T}, {F}])"),
+    ("onnx", (16, 20), f"model.onnx: input 'feats' takes [None, None, {F}] (rank 3), got shape [16, 20] (rank 2)"),
+    ("tflite", (TFL_BATCH, T - 1, F), f"model.tflite: input 'feats' takes [{TFL_BATCH}, {T}, {F}]: sequences of "
+                                      f"exactly {T} steps (axis 1 is fixed), got {T - 1}: feed {T} steps, or "
+                                      f"re-export with `--seq-len {T - 1}`"),
+    ("tflite", (TFL_BATCH, T, 1), f"model.tflite: input 'feats' takes [{TFL_BATCH}, {T}, {F}]: the model takes "
+                                  f"{F} features on axis 2, got 1"),
+    ("tflite", (5, T, F), f"model.tflite: input 'feats' takes [{TFL_BATCH}, {T}, {F}]: its batch size is fixed at "
+                          f"{TFL_BATCH}, got 5 rows: feed {TFL_BATCH} rows at a time, or re-export with "
+                          f"`rnnedge export ... --batch-size 5`"),
+])
+def test_run_checks_feeds_against_the_model_before_running(arts, tmp_path, kind, shape, message):
+    """One line naming the input, the axis, what the model takes and what was given (exit 2),
+    before the runtime sees the feeds; the same shapes with the right sizes run (the twin)."""
+    np.save(tmp_path / "x.npy", np.zeros(shape, np.float32))
+    res = _run_cli(arts["paths"][kind], "-i", tmp_path / "x.npy")
+    assert res.exit_code == 2, res.output
+    assert res.stderr.startswith(f"error: {message}") and len(res.stderr.splitlines()) == 1, res.stderr
+    assert "ONNXRuntimeError" not in res.stderr and "re-export with that axis free" not in res.stderr
+    np.save(tmp_path / "ok.npy", np.zeros((TFL_BATCH, T, F), np.float32))
+    assert _run_cli(arts["paths"][kind], "-i", tmp_path / "ok.npy").exit_code == 0
+
+
+def test_run_bad_input_files_exit_2_and_say_what_they_are(arts, tmp_path):
+    """A file named .npy that is not numpy data: exit 2 saying what it is (never 'pickled data'
+    for a text file, never an internal error)."""
+    onnx = arts["paths"]["onnx"]
+    (tmp_path / "garbage.npy").write_text("hello, this is a text file\n")
+    np.save(tmp_path / "objects.npy", np.array([[1, 2], [3]], dtype=object), allow_pickle=True)
+    (tmp_path / "empty.npy").write_bytes(b"")
+    whole = _npy_bytes(arts["x"])
+    (tmp_path / "cut.npy").write_bytes(whole[:len(whole) // 2])
+    want = {"garbage.npy": "garbage.npy: a text file (it starts 'hello, this is a text file'), not a numpy .npy/.npz file",
+            "objects.npy": "objects.npy: holds Python objects (a pickled object array), not numbers",
+            "empty.npy": "empty.npy: an empty file, not a numpy .npy/.npz file",
+            "cut.npy": "cut.npy: a truncated or damaged numpy file"}
+    for name, message in want.items():
+        res = _run_cli(onnx, "-i", tmp_path / name)
+        assert res.exit_code == 2 and res.stderr.startswith(f"error: {message}"), (name, res.stderr)
+        assert "internal error" not in res.stderr and "pickled" not in res.stderr.replace("a pickled object", "")
+
+
+def _npy_bytes(a) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def test_run_warns_about_nan_inputs(arts, tmp_path):
+    x = arts["x"].copy()
+    x[0, 2, 1] = np.nan
+    x[1, 0, 0] = np.inf
+    np.save(tmp_path / "nan.npy", x)
+    res = _run_cli(arts["paths"]["onnx"], "-i", tmp_path / "nan.npy")
+    assert res.exit_code == 0, res.output
+    assert res.stderr == ("warning: nan.npy: input 'feats' holds 2 NaN/infinite value(s) of 36: runtimes give "
+                          "different predictions for them (a model has no defined result)\n")
+    np.save(tmp_path / "fine.npy", arts["x"])  # the twin: finite values, no warning
+    assert _run_cli(arts["paths"]["onnx"], "-i", tmp_path / "fine.npy").stderr == ""
+
+
+def test_run_refuses_what_it_cannot_do_before_running(arts, input_files, tmp_path):
+    """An output file type that cannot hold the outputs, or an explicit runtime option the artifact
+    does not run on: exit 2, nothing written, nothing run."""
+    x = input_files / "x.npy"
+    res = _run_cli(arts["paths"]["onnx"], "-i", x, "-o", tmp_path / "out.txt")
+    assert res.exit_code == 2 and "--output out.txt: unknown output file type '.txt'" in res.stderr
+    assert not list(tmp_path.iterdir())
+    res = _run_cli(arts["paths"]["onnx"], "-i", x, "--interpreter", "litert")
+    assert res.exit_code == 2 and "--interpreter litert: a TFLite interpreter cannot run" in res.stderr
+    res = _run_cli(arts["paths"]["tflite"], "-i", x, "--provider", "cuda")
+    assert res.exit_code == 2 and "--provider cuda: execution providers are onnxruntime's" in res.stderr
+    res = _run_cli(arts["paths"]["tflite"], "-i", x, "--threads", "0")
+    assert res.exit_code == 2 and "'--threads': 0 is not in the range x>=1" in res.stderr

@@ -266,7 +266,8 @@ def test_batch_n_exports_run_and_match_keras(tmp_path):
         first, kept, _ = _plain(tmp_path / mode / "model.tflite", xs)
         assert _max_diff(first, ref) <= 1e-5 and _max_diff(kept, first) == 0.0
     with open_runner(tmp_path / "auto" / "model.tflite") as r:
-        with pytest.raises(UsageError, match="fixed shape"):
+        with pytest.raises(UsageError, match="its batch size is fixed at 4, got 1 row: feed 4 rows at a time, or "
+                                             "re-export with `rnnedge export ... --batch-size 1`"):
             r.run({r.inputs[0].name: xs[0][:1]})
     # batch >= 32, a fixed length and a layer returning sequences: unrolled ops
     e = get_exporter("tflite")(model, tmp_path / "b32", ExportOptions(batch_size=32, seq_len=6))["model.tflite"]

@@ -22,13 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from converters.registry import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET  # noqa: F401 - one place for the range
 from converters.registry import ExportOptions, LayerRegistry, functional_graph
 from rnnedge.errors import ConversionError
 
 ONNX_LAYERS = LayerRegistry("onnx")
 
-DEFAULT_OPSET = 17
-MIN_OPSET, MAX_OPSET = 14, 21
 INT64_MIN = -(2**63)
 
 
@@ -396,10 +395,7 @@ def convert_model(model, options: ExportOptions | None = None):
     import converters.onnx.wrappers  # noqa: F401
 
     options = options or ExportOptions()
-    opset = int(options.opset or DEFAULT_OPSET)
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ConversionError(f"ONNX opset {opset} is not supported: choose {MIN_OPSET}..{MAX_OPSET}",
-                              fmt="onnx")
+    opset = int(options.opset or DEFAULT_OPSET)  # its range: checked by ExportOptions
     fm = functional_graph(model, "onnx")
     g = Graph(opset)
     ctx = ConversionContext(graph=g, options=options, model=model)

@@ -112,10 +112,32 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
         pass
 
 
-def err_console():
+#: Width of a console whose stream is not a terminal (a log, a pipe): tables get room to print
+#: whole; ``COLUMNS`` overrides it.
+LOG_WIDTH = 200
+
+
+def console(stderr: bool = False):
+    """The rich console every command prints with (stdout, or stderr with ``stderr``).
+
+    On a terminal: its width, rich's wrapping. Elsewhere (redirected to a file or a pipe): a
+    message line is never wrapped (soft wrap: one line stays one line, whole, for grep and logs),
+    tables are laid out :data:`LOG_WIDTH` wide (or ``COLUMNS``). No highlighting."""
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    c = Console(stderr=stderr, highlight=False)
+    if c.is_terminal:
+        return c
+    try:
+        width = int(os.environ.get("COLUMNS") or LOG_WIDTH)
+    except ValueError:
+        width = LOG_WIDTH
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=max(width, 40))
+
+
+def err_console():
+    """:func:`console` on stderr (errors, warnings)."""
+    return console(stderr=True)
 
 
 def main(argv=None):

@@ -56,9 +56,8 @@ def command(artifacts, provider, batch_sizes, seq_lens, warmup, runs, threads, i
     size per artifact x provider x batch size x sequence length, and the speed-up over the
     .keras reference (or the first artifact).
     """
-    from rich.console import Console
-
     from rnnedge import benchmarking as B
+    from rnnedge.cli import console
 
     if streaming:
         return _bench_streaming(artifacts, provider, steps, warmup, runs, threads, interpreter, json_file)
@@ -66,7 +65,7 @@ def command(artifacts, provider, batch_sizes, seq_lens, warmup, runs, threads, i
                      warmup=warmup, runs=runs, threads=threads, io_binding=io_binding,
                      interpreter=interpreter, progress=not no_progress and sys.stderr.isatty())
     to_stdout = json_file == "-"
-    con = Console(stderr=to_stdout, width=None if sys.stdout.isatty() else 200)
+    con = console(stderr=to_stdout)
     con.print(B.table(result))
     for s in result["skipped"]:
         con.print(f"[yellow]skipped[/] {s['artifact']} batch {s['batch_size']} seq {s['seq_len']}: {s['reason']}")
@@ -100,10 +99,10 @@ def command(artifacts, provider, batch_sizes, seq_lens, warmup, runs, threads, i
 
 def _bench_streaming(artifacts, providers, steps, warmup, runs, threads, interpreter, json_file):
     """Per-step latency of step models (one row per artifact x provider)."""
-    from rich.console import Console
     from rich.table import Table
 
     from rnnedge.benchmarking import parse_providers
+    from rnnedge.cli import console
     from rnnedge.runtime import runner_kind
     from rnnedge.runtime.streaming import bench_streaming
 
@@ -120,7 +119,7 @@ def _bench_streaming(artifacts, providers, steps, warmup, runs, threads, interpr
             rows.append({"artifact": art, "provider": prov or "-", **{k: v for k, v in r.items()
                                                                      if k != "runtime_info"}})
     doc = {"schema": "rnnedge.bench-streaming/1", "cases": rows}
-    con = Console(stderr=json_file == "-")
+    con = console(stderr=json_file == "-")
     t = Table(title=f"per-step latency (state carried; {runs} x {steps} steps, batch 1)")
     for c in ("artifact", "runtime", "provider", "p50 ms", "p99 ms", "mean ms", "steps/s (p50)"):
         t.add_column(c, justify="right" if c.endswith(("ms", ")")) else "left")

@@ -4,18 +4,16 @@ import click
 @click.command("demo")
 @click.option("--preset", default="forecast", show_default=True, help="Which preset to take through the pipeline.")
 @click.option("-o", "--output", "out_dir", default="rnnedge-demo", show_default=True, type=click.Path(file_okay=False))
-@click.option("--epochs", type=int, default=None, help="Training epochs (default: the preset's).")
-@click.option("--samples", type=int, default=None, help="Size of the built-in dataset.")
-@click.option("--runs", type=int, default=30, show_default=True, help="Benchmark runs per case.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default: the preset's).")
+@click.option("--samples", type=click.IntRange(min=1), default=None, help="Size of the built-in dataset.")
+@click.option("--runs", type=click.IntRange(min=1), default=30, show_default=True, help="Benchmark runs per case.")
 @click.option("--json", "as_json", is_flag=True)
 def command(preset, out_dir, epochs, samples, runs, as_json):
     """Train a preset, export it everywhere, quantize, validate, benchmark and bundle it for a Pi."""
-    from rich.console import Console
-
+    from rnnedge.cli import console
     from rnnedge.showcase import demo
 
-    console = Console(stderr=True)
-    status = console.status("")
+    status = console(stderr=True).status("")
 
     def on_step(name, phase):
         if phase == "start":
@@ -34,11 +32,11 @@ def command(preset, out_dir, epochs, samples, runs, as_json):
 
         from rich.markup import escape
 
-        out = Console()
+        out = console()
         for t in summary_tables(res, title=f"rnnedge demo: {preset}"):
             out.print(t)
         for fmt, why in res.skipped_formats.items():
-            out.print(f"[yellow]skipped {fmt}:[/] {escape(why)}", soft_wrap=True)
+            out.print(f"[yellow]skipped {fmt}:[/] {escape(why)}")
         out.print(f"bundle: {res.bundle}")
     if not res.ok:
         from rnnedge.errors import ParityError

@@ -19,7 +19,7 @@ import click
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
               help="Bundle folder [default: <EXPORT_DIR>-rpi-<runtime>]; BUNDLE.tar.gz is written beside it.")
 @click.option("--model", default=None, help="Artifact file to ship (default model.tflite / model.onnx).")
-@click.option("--tolerance", type=float, default=None,
+@click.option("--tolerance", type=click.FloatRange(min=0), default=None,
               help="Absolute tolerance for the recorded sample [default 1e-5; quantized: 3x the error measured here].")
 @click.option("--no-tarball", is_flag=True, help="Do not write BUNDLE.tar.gz.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -39,10 +39,11 @@ def command(export_dir, target, runtime, pi_os, out, model, tolerance, no_tarbal
 
         print_json(res.to_dict())
         return
-    from rich.console import Console
     from rich.table import Table
 
-    c = Console(highlight=False)
+    from rnnedge.cli import console
+
+    c = console()
     m = res.manifest
     t = Table(title=f"bundle {res.bundle}", show_header=True)
     t.add_column("file")

@@ -6,15 +6,18 @@ dependency, 4 a layer or model that cannot be converted (DIR left as it was).
 """
 import click
 
+from converters.registry import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+
 
 @click.command("export")
 @click.argument("source")
 @click.option("-f", "--format", "formats", multiple=True, default=("onnx",), show_default=True,
               help="onnx, ort, tflite, tfjs (repeat or comma-separate for several).")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--opset", type=int, default=None, help="ONNX opset (default 17).")
-@click.option("--batch-size", type=int, default=None, help="Fix the batch size (TFLite default 1).")
-@click.option("--seq-len", type=int, default=None, help="Fix the sequence length (default: free).")
+@click.option("--opset", type=click.IntRange(MIN_OPSET, MAX_OPSET), default=None,
+              help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET}).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Fix the batch size (TFLite default 1).")
+@click.option("--seq-len", type=click.IntRange(min=1), default=None, help="Fix the sequence length (default: free).")
 @click.option("--allow-flex", is_flag=True, help="TFLite: allow Flex (SELECT_TF_OPS); a Pi cannot run them.")
 @click.option("--quantize", "quantize", multiple=True, help="Also write quantized variants, as `rnnedge quantize` does (ONNX: int8, uint8, fp16, int8-static; TFLite: dynamic, fp16, int8; TF.js: fp16, uint8 weights); comma-separated or repeated.")
 @click.option("--streaming", is_flag=True, help="Also write a one-step model with explicit state.")
@@ -93,7 +96,9 @@ def _print(res) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from rnnedge.cli.validate import _console, inputs_text, lengths_text
+    from rnnedge.cli import console
+    from rnnedge.cli.validate import inputs_text, lengths_text
+    from rnnedge.validation import is_model_artifact
 
     rows = (res.validation or {}).get("artifacts") or {}
     colors = {"pass": "green", "fail": "red", "error": "red", "skipped": "yellow"}
@@ -109,11 +114,12 @@ def _print(res) -> None:
         errs = [o.get("max_abs") for o in (row.get("outputs") or {}).values() if o.get("max_abs") is not None]
         t.add_row(escape(name), str(e.get("format", "")), f"{e.get('size', 0):,}",
                   "-" if err is None else f"{err:.2e}" if isinstance(err, float) else str(err),
-                  f"[{colors.get(v, 'white')}]{v}[/]" if v else "not checked",
+                  f"[{colors.get(v, 'white')}]{v}[/]" if v else
+                  "not checked" if is_model_artifact(name, e) else "-",  # a side file: no model to check
                   f"{max(errs):.2e}" if errs else "-",
                   str(row["samples"]) if row.get("samples") is not None else "-",
                   escape(lengths_text(row)) if row else "-")
-    con = _console(False)
+    con = console()
     con.print(t)
     if res.validation is None:
         con.print("parity not checked (--no-validate)")

@@ -15,8 +15,9 @@ def command(source, as_json):
 
         print_json(info)
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from rnnedge.cli import console
 
     fmt = lambda s: "(" + ", ".join("None" if d is None else str(d) for d in s) + ")"  # noqa: E731
     conv = info.get("conversion") or {}
@@ -27,7 +28,7 @@ def command(source, as_json):
         typ = r["type"] + (f"({r['wraps']})" if r.get("wraps") else "")
         t.add_row(r["name"], typ, " ".join(fmt(s) for s in r["output_shapes"]), f"{r['params']:,}",
                   *(r.get("conversion", {}).get(a, "") for a in conv))
-    c = Console()
+    c = console()
     c.print(t)
     p = info["params"]
     c.print(f"parameters: {p['total']:,} (trainable {p['trainable']:,})")

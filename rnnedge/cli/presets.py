@@ -23,15 +23,16 @@ def command(as_json, show):
 
         print_json(rows)
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from rnnedge.cli import console
 
     t = Table(title="rnnedge presets")
     for c in ("name", "task", "layers"):
         t.add_column(c)
     for r in rows:
         t.add_row(r["name"], r["task"], r["layers"])
-    Console().print(t)
+    console().print(t)
 
 
 def _label(layer):

@@ -64,9 +64,9 @@ def command(folder, modes, fmt, calibration, calibration_samples, per_channel, r
             from rnnedge.manifest import write_bytes_atomic
 
             write_bytes_atomic(json_out, (text + "\n").encode())
-    from rnnedge.cli.validate import _console
+    from rnnedge.cli import console as _console
 
-    console = _console(json_out == "-")
+    console = _console(stderr=json_out == "-")
     if json_out != "-":
         from rich.table import Table
 

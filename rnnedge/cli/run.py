@@ -30,21 +30,32 @@ def command(artifact, input_file, output_file, provider, threads, interpreter, s
     """Run ARTIFACT (.onnx, .ort, .tflite, .keras, TF.js folder) on the inputs in FILE."""
     import numpy as np
 
+    from rnnedge.errors import UsageError
     from rnnedge.runtime import open_runner, runner_kind
-    from rnnedge.runtime.io import read_inputs, write_outputs
+    from rnnedge.runtime.io import check_output_path, read_inputs, write_outputs
 
     kind = runner_kind(artifact)
+    if output_file:
+        check_output_path(output_file)  # before anything loads or runs
     opts = {}
     if threads:
         opts["threads"] = threads
     if kind == "onnxruntime":
         opts["provider"] = provider
-    elif kind == "tflite":
+    elif provider != "cpu":  # an explicit choice is used or refused, never ignored
+        raise UsageError(f"--provider {provider}: execution providers are onnxruntime's; {artifact} runs in "
+                         f"{'a TFLite interpreter (--interpreter)' if kind == 'tflite' else kind}")
+    if kind == "tflite":
         opts["interpreter"] = interpreter
+    elif interpreter != "auto":
+        raise UsageError(f"--interpreter {interpreter}: a TFLite interpreter cannot run {artifact} "
+                         f"(it runs in {kind})")
     if streaming:
         feeds, outs, ms, info, load_s = _run_streaming(artifact, input_file, opts)
     else:
         with open_runner(artifact, **opts) as runner:
+            if output_file:
+                check_output_path(output_file, len(runner.outputs), [o.name for o in runner.outputs])
             feeds = read_inputs(input_file, runner.inputs)
             t0 = time.perf_counter()
             outs = runner.run(feeds)
@@ -64,10 +75,11 @@ def command(artifact, input_file, output_file, provider, threads, interpreter, s
         }
         click.echo(json.dumps(doc))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    con = Console()
+    from rnnedge.cli import console
+
+    con = console()
     con.print(f"[bold]{artifact}[/] - {info.get('runtime')} / {info.get('provider', '-')}: "
               f"load {load_s * 1e3:.1f} ms, run {ms:.2f} ms "
               f"(inputs {', '.join(f'{k} {list(v.shape)}' for k, v in feeds.items())})")

@@ -7,11 +7,12 @@ import click
               help="Training data (CSV for forecast/text, a text file for textgen). Default: built-in data.")
 @click.option("--column", default=None, help="CSV column of the series (forecasting).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .keras file.")
-@click.option("--epochs", type=int, default=None)
-@click.option("--batch-size", type=int, default=None)
-@click.option("--samples", type=int, default=None, help="Size of the built-in dataset.")
-@click.option("--validation-split", type=float, default=None)
-@click.option("--patience", type=int, default=-1, help="Early-stopping patience (0 disables; default: the spec's).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--samples", type=click.IntRange(min=1), default=None, help="Size of the built-in dataset.")
+@click.option("--validation-split", type=click.FloatRange(0, 1, max_open=True), default=None)
+@click.option("--patience", type=click.IntRange(min=0), default=None,
+              help="Early-stopping patience (0 disables; default: the spec's).")
 @click.option("--seed", type=int, default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(source, data, column, output, epochs, batch_size, samples, validation_split, patience, seed, as_json):
@@ -22,7 +23,8 @@ def command(source, data, column, output, epochs, batch_size, samples, validatio
     from rnnedge.training import train
 
     res = train(source, data=data, out=output, column=column, epochs=epochs, batch_size=batch_size,
-                samples=samples, validation_split=validation_split, seed=seed, early_stopping=patience,
+                samples=samples, validation_split=validation_split, seed=seed,
+                early_stopping=-1 if patience is None else patience,
                 progress=not as_json)
     if as_json:
         from rnnedge.cli import print_json

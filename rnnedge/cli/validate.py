@@ -63,8 +63,10 @@ def inputs_text(report: dict) -> str:
     if inp.get("source") == "calibration":
         src = f"inputs from {inp.get('calibration') or 'calibration data'}"
     else:
-        kinds = sorted(set((inp.get("kinds") or report.get("input_kinds") or {}).values()))
-        src = f"generated inputs ({', '.join(kinds) or '-'}, seed {report['seed']})"
+        from rnnedge.inputs import describe_kinds
+
+        kinds = inp.get("kinds") or report.get("input_kinds") or {}
+        src = f"generated {describe_kinds(kinds) if kinds else 'inputs'}, seed {report['seed']}"
         if inp.get("masked"):
             src += ", masked steps in " + ", ".join(inp["masked"])
     if inp.get("seq_lens"):
@@ -127,15 +129,6 @@ def render(report: dict, console) -> None:
                   f" -> exit {report['exit_code']}")
 
 
-def _console(stderr: bool):
-    from rich.console import Console
-
-    c = Console(stderr=stderr, highlight=False)
-    if not c.is_terminal:
-        c = Console(stderr=stderr, highlight=False, width=160)
-    return c
-
-
 @click.command("validate")
 @click.argument("folder", type=click.Path())
 @click.option("--artifact", "-a", "artifacts", multiple=True,
@@ -177,5 +170,7 @@ def command(folder, artifacts, samples, atol, rtol, min_agreement, seed, seq_len
             click.echo(text)
         else:
             write_bytes_atomic(json_out, (text + "\n").encode())
-    render(report, _console(json_out == "-"))
+    from rnnedge.cli import console
+
+    render(report, console(stderr=json_out == "-"))
     sys.exit(report["exit_code"])

@@ -1,4 +1,5 @@
-"""``rnnedge verify BUNDLE``: hashes, model load, recorded sample. Exit 0 ok, 1 failed, 2 bad input."""
+"""``rnnedge verify BUNDLE``: hashes, model load, recorded sample. Exit 0 ok, 1 failed, 2 bad input
+(a --runtime that cannot run the bundle's model), 3 the --runtime asked for is not installed."""
 from __future__ import annotations
 
 import sys
@@ -9,7 +10,8 @@ import click
 @click.command("verify")
 @click.argument("bundle", type=click.Path(exists=True))
 @click.option("--runtime", type=click.Choice(["litert", "tflite-runtime", "onnxruntime"]), default=None,
-              help="Run the sample on this runtime instead of the bundle's.")
+              help="Run the sample on this runtime instead of the bundle's: exit 3 when it is not installed, "
+                   "2 when it cannot run the bundle's model.")
 @click.option("--python", "python", default=None,
               help="Run predict.py --self-test with this interpreter (e.g. a venv's python) instead of in-process.")
 @click.option("--hashes-only", is_flag=True, help="Only check the files' sha256; do not load the model.")
@@ -25,10 +27,11 @@ def command(bundle, runtime, python, hashes_only, as_json):
 
         print_json(rep.to_dict())
         sys.exit(0 if rep.ok else 1)
-    from rich.console import Console
     from rich.table import Table
 
-    c = Console(highlight=False, soft_wrap=True)
+    from rnnedge.cli import console
+
+    c = console()
     t = Table(title=f"verify {bundle}")
     for col in ("check", "file", "result", "detail"):
         t.add_column(col, overflow="fold")

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from rnnedge.errors import ConversionError, ParityError, RnnedgeError, UsageError
+from rnnedge.errors import ConversionError, MissingDependencyError, ParityError, RnnedgeError, UsageError
 
 __all__ = ["deploy", "verify", "DeployResult", "VerifyReport", "RUNTIMES", "PI_OS", "requirements_for"]
 
@@ -46,6 +46,8 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 BUNDLE_FORMAT = 1
 DEFAULT_ATOL = 1e-5
 RUNTIMES = ("litert", "tflite-runtime", "onnxruntime")
+#: The model files each runtime runs (predict.py keeps the same table: it cannot import rnnedge).
+RUNTIME_FILES = {"litert": (".tflite",), "tflite-runtime": (".tflite",), "onnxruntime": (".onnx", ".ort")}
 _RUNTIME_ALIASES = {"ai-edge-litert": "litert", "ai_edge_litert": "litert", "tflite_runtime": "tflite-runtime",
                     "tflite": "litert", "ort": "onnxruntime", "onnx": "onnxruntime"}
 TARGETS = ("rpi",)
@@ -71,6 +73,19 @@ def requirements_for(runtime: str, pi_os: str = "bookworm") -> list[str]:
         return ["ai-edge-litert>=2.0", "numpy>=1.23"]
     # onnxruntime 1.21.0 crashed with "illegal instruction" on a Pi 4 (microsoft/onnxruntime#24112)
     return ["onnxruntime>=1.17,!=1.21.0", "numpy>=1.23"]
+
+
+def install_commands(model_file: str, pi_os: str = "bookworm") -> dict[str, str]:
+    """``{runtime: "pip install ..."}`` for every runtime that can run ``model_file`` (by its
+    extension), pinned as :func:`requirements_for` pins them (tflite-runtime: its bookworm pins,
+    it has no wheel for a newer Python). Recorded in a bundle's manifest.json ("install") for
+    predict.py's exit-3 message when a runtime asked for is missing."""
+    import shlex
+
+    fits = [r for r in RUNTIMES if Path(model_file).suffix in RUNTIME_FILES[r]]
+    return {r: "pip install " + " ".join(shlex.quote(q) for q in
+                                         requirements_for(r, "bookworm" if r == "tflite-runtime" else pi_os))
+            for r in fits}
 
 
 def _norm_runtime(runtime: str) -> str:
@@ -148,7 +163,7 @@ def _is_quantized(name: str, entry: dict) -> bool:
 
 def _pick_artifact(src: Path, man: dict, runtime: str, model: Optional[str]) -> tuple[str, dict]:
     arts = man.get("artifacts") or {}
-    want_ext = (".tflite",) if runtime in ("litert", "tflite-runtime") else (".onnx", ".ort")
+    want_ext = RUNTIME_FILES[runtime]
     if model:
         name = Path(model).name
         if name not in arts and not (src / name).is_file():
@@ -184,6 +199,13 @@ def _tensor_specs(entry_specs, fallback) -> list[dict]:
             if s.get(k) and s[k] != spec["name"]:
                 spec["signature_name" if k == "signature_name" else "tensor"] = s[k]
         out.append(spec)
+    taken = [o["name"] for o in out]  # unique names (.npz keys, JSON): a Keras name can repeat
+    for i, o in enumerate(out):
+        if taken.count(o["name"]) > 1 and taken.index(o["name"]) < i:
+            k = 1
+            while f"{o['name']}_{k}" in taken:
+                k += 1
+            o["name"] = taken[i] = f"{o['name']}_{k}"
     return out
 
 
@@ -299,12 +321,12 @@ def _render(template: str, **values) -> str:
     return string.Template((TEMPLATES / template).read_text()).substitute(**values)
 
 
-def _usage_examples(pre: dict, n_inputs: int, modes: list[str]) -> str:
+def _usage_examples(pre: dict, n_inputs: int, modes: list[str], n_outputs: int = 1) -> str:
     """README command lines: only the predict.py modes that work for this model (``modes``, from
-    the bundle's own ``predict.modes``)."""
-    ext = "npz" if n_inputs > 1 else "npy"
+    the bundle's own ``predict.modes``); the output file type that holds its outputs."""
     ex = ["python predict.py --self-test",
-          f"python predict.py --input sample_input.{ext} --output out.{ext}   # one row or a batch of rows"]
+          f"python predict.py --input sample_input.{'npz' if n_inputs > 1 else 'npy'} "
+          f"--output out.{'npz' if n_outputs > 1 else 'npy'}   # one row or a batch of rows"]
     if "text" in modes:
         ex.append('python predict.py --text "a wonderful film with a great cast"' if pre.get("kind") == "text"
                   else 'python predict.py --text "to be or not to"')
@@ -464,6 +486,7 @@ def deploy(dir, target: str = "rpi", runtime: str = "litert", out=None, pi_os: s
             "pi_os": pi_os,
             "python": info["python"],
             "requirements": reqs,
+            "install": install_commands(name, pi_os),
             "task": task,
             "model": {"file": name, "format": entry.get("format") or Path(name).suffix.lstrip("."),
                       "inputs": inputs, "outputs": outputs, "quantized": _is_quantized(name, entry),
@@ -504,7 +527,7 @@ def deploy(dir, target: str = "rpi", runtime: str = "litert", out=None, pi_os: s
             bman["deploy_check"] = host
         (stage / "README.md").write_text(_render(
             "README.md.in", name=bundle_name, runtime=runtime, pi_os=pi_os, python=info["python"],
-            model=name, requirements="\n".join(reqs), usage=_usage_examples(pre, len(inputs), modes),
+            model=name, requirements="\n".join(reqs), usage=_usage_examples(pre, len(inputs), modes, len(outputs)),
             service_section=_service_section(modes, install, kind),
             json_modes=_json_modes_note(modes),
             preprocessing=_preprocess_summary(pre), install_dir=install, user=user,
@@ -596,14 +619,26 @@ def _host_line(host: dict) -> str:
 
 
 # --------------------------------------------------------------------------- verify
+def _raise_for_runtime_choice(code: int, message: str, runtime: Optional[str]) -> None:
+    """predict.py refused the runtime asked for (``--runtime``): exit 2 when it cannot run the
+    bundle's model, exit 3 when it (or, without a choice, any runtime for the model) is missing,
+    with predict.py's message (it names the install command). The bundle itself is not at fault."""
+    if code == 3:
+        raise MissingDependencyError(runtime or "a runtime for the bundle's model", "", message=message)
+    if code == 2 and runtime:
+        raise UsageError(f"--runtime {runtime}: {message}")
+
+
 def verify(bundle, *, runtime: Optional[str] = None, python=None, run_model: bool = True) -> VerifyReport:
     """Check a bundle folder (or its .tar.gz): every hash, the model loads, the sample reproduces.
 
     Never raises for a bad bundle: the report says what failed (``report.ok``, ``report.errors``
     naming each tampered/missing file). The hashes catch changed, corrupted or missing files;
     they are no signature (whoever can rewrite manifest.json can rewrite them too). predict.py
-    is only executed when its hash matches. ``runtime`` overrides the bundle's runtime; ``python`` (a
-    path or a command list) runs ``predict.py --self-test`` in that interpreter instead of here.
+    is only executed when its hash matches. ``runtime`` overrides the bundle's runtime: it is used
+    or refused (UsageError, exit 2: it cannot run the bundle's model; MissingDependencyError, exit 3:
+    it is not installed, the message gives the install command); ``python`` (a path or a command
+    list) runs ``predict.py --self-test`` in that interpreter instead of here.
     """
     path = Path(bundle)
     if not path.exists():
@@ -670,7 +705,9 @@ def verify(bundle, *, runtime: Optional[str] = None, python=None, run_model: boo
         proc = subprocess.run(cmd, capture_output=True, text=True)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         if not lines:
-            rep.add("load", False, (proc.stderr.strip().splitlines() or ["no output"])[-1][:400])
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1][:400]
+            _raise_for_runtime_choice(proc.returncode, last.removeprefix("error: "), runtime)
+            rep.add("load", False, last)
             return rep
         res = json.loads(lines[-1])
     else:
@@ -678,6 +715,7 @@ def verify(bundle, *, runtime: Optional[str] = None, python=None, run_model: boo
             pmod = _load_predict_module(path)
             res = pmod.self_test(path, runtime=runtime)
         except Exception as e:  # BundleError, runtime errors on a corrupt model
+            _raise_for_runtime_choice(getattr(e, "exit_code", 1), str(e), runtime)
             rep.add("load", False, f"{type(e).__name__}: {e}")
             return rep
     rep.sample = res

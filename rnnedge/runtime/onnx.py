@@ -36,18 +36,20 @@ import numpy as np
 from rnnedge.errors import MissingDependencyError, RnnedgeError, UsageError, install_command
 from rnnedge.runtime.base import Runner, TensorInfo
 
-# short name -> (EP name, what to install to get it)
-PROVIDERS: dict[str, tuple[str, str]] = {
-    "cpu": ("CPUExecutionProvider", "pip install onnxruntime"),
-    "cuda": ("CUDAExecutionProvider", "pip install onnxruntime-gpu  (and a CUDA 12/13 + cuDNN 9 runtime)"),
-    "tensorrt": ("TensorrtExecutionProvider", "pip install onnxruntime-gpu  (and TensorRT libraries)"),
-    "openvino": ("OpenVINOExecutionProvider", "pip install onnxruntime-openvino"),
-    "dml": ("DmlExecutionProvider", "pip install onnxruntime-directml  (Windows)"),
-    "coreml": ("CoreMLExecutionProvider", "pip install onnxruntime  (on macOS: the macOS wheel has CoreML)"),
-    "nnapi": ("NnapiExecutionProvider", "an Android build of onnxruntime (onnxruntime-android AAR / a --use_nnapi build)"),
-    "xnnpack": ("XnnpackExecutionProvider", "a build of onnxruntime with XNNPACK (--use_xnnpack; the Android/iOS packages have it)"),
+# short name -> (EP name, the command that installs it or None, a note: what else it needs)
+PROVIDERS: dict[str, tuple[str, str | None, str | None]] = {
+    "cpu": ("CPUExecutionProvider", "pip install onnxruntime", None),
+    "cuda": ("CUDAExecutionProvider", "pip install onnxruntime-gpu", "and a CUDA 12/13 + cuDNN 9 runtime"),
+    "tensorrt": ("TensorrtExecutionProvider", "pip install onnxruntime-gpu", "and the TensorRT libraries"),
+    "openvino": ("OpenVINOExecutionProvider", "pip install onnxruntime-openvino", None),
+    "dml": ("DmlExecutionProvider", "pip install onnxruntime-directml", "on Windows"),
+    "coreml": ("CoreMLExecutionProvider", "pip install onnxruntime", "on macOS: the macOS wheel has CoreML"),
+    "nnapi": ("NnapiExecutionProvider", None,
+              "it takes an Android build of onnxruntime (the onnxruntime-android AAR, or a --use_nnapi build)"),
+    "xnnpack": ("XnnpackExecutionProvider", None,
+                "it takes a build of onnxruntime with XNNPACK (--use_xnnpack; the Android/iOS packages have it)"),
 }
-_EP_TO_SHORT = {ep: short for short, (ep, _) in PROVIDERS.items()}
+_EP_TO_SHORT = {ep: short for short, (ep, _, _) in PROVIDERS.items()}
 
 # op types that carry a recurrence (their placement is reported apart)
 RECURRENT_OPS = {"LSTM", "GRU", "RNN", "Loop", "Scan", "DynamicQuantizeLSTM", "AttnLSTM"}
@@ -70,6 +72,23 @@ def resolve_provider(provider: str | None) -> tuple[str, str]:
     if p.endswith("ExecutionProvider"):
         return p, p
     raise UsageError(f"unknown provider {provider!r}; choose one of: {', '.join(PROVIDERS)}")
+
+
+def missing_provider(ep: str, short: str, available: list[str], why: str | None = None) -> MissingDependencyError:
+    """The error (exit 3) for an execution provider this onnxruntime lacks, or (``why`` given) one
+    that is listed but the session fell back from: the command that installs it in backticks,
+    what else it needs after it."""
+    install, note = PROVIDERS.get(short, (ep, None, f"it takes a build of onnxruntime with {ep}"))[1:]
+    if why is None:
+        have = f"this onnxruntime {_import_ort().__version__} has {', '.join(available)}"
+    else:
+        have = f"it is listed as available but the session fell back to {', '.join(available)}" + \
+            (f": {why}" if why else "")
+    what = f"onnxruntime execution provider {ep} (--provider {short}; {have})"
+    if install is None:
+        return MissingDependencyError(what, "", message=f"{what} is not available: {note}")
+    return MissingDependencyError(what, install, message=f"{what} is not available: install it with "
+                                  f"`{install}`" + (f" ({note})" if note else ""))
 
 
 def _import_ort():
@@ -121,12 +140,7 @@ class OnnxRunner(Runner):
         ep, short = resolve_provider(self.options.get("provider"))
         available = list(ort.get_available_providers())
         if ep not in available:
-            install = PROVIDERS.get(short, (ep, f"a build of onnxruntime with {ep}"))[1]
-            raise MissingDependencyError(
-                f"onnxruntime execution provider {ep} (--provider {short}; this onnxruntime "
-                f"{ort.__version__} has {', '.join(available)})",
-                install,
-            )
+            raise missing_provider(ep, short, available)
         if ep in ("CUDAExecutionProvider", "TensorrtExecutionProvider") and hasattr(ort, "preload_dlls"):
             try:  # onnxruntime-gpu >= 1.21 can load the CUDA/cuDNN libraries shipped in pip wheels
                 ort.preload_dlls()
@@ -150,12 +164,7 @@ class OnnxRunner(Runner):
                 raise RnnedgeError(f"{self.path}: onnxruntime could not create a session: {msg}") from None
         got = sess.get_providers()
         if ep not in got:  # onnxruntime fell back silently (only a UserWarning): refuse
-            why = "; ".join(str(w.message) for w in caught)[:300]
-            raise MissingDependencyError(
-                f"onnxruntime execution provider {ep} (it is listed as available but the session "
-                f"fell back to {', '.join(got)}{': ' + why if why else ''})",
-                PROVIDERS.get(short, (ep, "a working install of " + ep))[1],
-            )
+            raise missing_provider(ep, short, got, why="; ".join(str(w.message) for w in caught)[:300])
         return sess, ep
 
     def _load(self) -> None:

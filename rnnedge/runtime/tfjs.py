@@ -6,13 +6,15 @@ No TensorFlow here: the runner writes the feeds to a JSON file, calls the shippe
 is ~0.5 s, so tests and ``validate`` batch their models).
 
 Needs ``node`` (>= 18) on PATH and the runner's npm packages, installed once by
-:func:`node_install_command` (in a clone: ``bash .ci/setup_node.sh``, as the README says).
+:func:`node_install_command` (in a clone: the README's ``bash .ci/setup_node.sh``, with the clone's
+absolute path).
 ``RNNEDGE_TFJS_NODE_DIR`` points to another runner folder; ``RNNEDGE_NODE`` to another node.
 """
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -34,22 +36,19 @@ def find_node() -> str | None:
 
 
 def node_install_command(node_dir: Path | None = None) -> str:
-    """The one command that sets up the TF.js runner in ``node_dir`` (default: the shipped one).
+    """The one command that sets up the TF.js runner in ``node_dir`` (default: the shipped one),
+    in a form that works from any folder.
 
-    In a clone (the README's Quick start) that is the README's ``bash .ci/setup_node.sh``: it
-    installs Node.js when missing, then the runner's npm packages (shown relative to the current
-    folder when inside it). Installed from a wheel, or for another runner folder: ``npm ci`` there,
-    after installing Node.js and npm when ``node`` is missing."""
+    In a clone (the README's Quick start) that is the README's ``bash .ci/setup_node.sh`` with the
+    clone's absolute path (``bash /path/to/clone/.ci/setup_node.sh``): it installs Node.js when
+    missing, then the runner's npm packages. Installed from a wheel, or for another runner folder:
+    ``npm ci`` there, after installing Node.js and npm when ``node`` is missing."""
     nd = Path(node_dir or node_runner_dir()).resolve()
     here = Path(__file__).resolve().parent
     script = here.parents[1] / ".ci" / "setup_node.sh"
     if script.is_file() and nd == here / "node":
-        try:
-            shown = script.relative_to(Path.cwd().resolve())
-        except ValueError:
-            shown = script
-        return f"bash {shown}"
-    npm = f"npm ci --prefix {nd} --no-audit --no-fund --ignore-scripts"
+        return f"bash {shlex.quote(str(script))}"
+    npm = f"npm ci --prefix {shlex.quote(str(nd))} --no-audit --no-fund --ignore-scripts"
     return npm if find_node() else f"apt-get install -y nodejs npm && {npm}"
 
 

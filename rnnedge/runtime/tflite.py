@@ -21,7 +21,8 @@ input names are the Keras names), a ``manifest.json`` next to the file (its
 Feeds whose shape differs from the tensor's current shape are resized
 (``resize_tensor_input`` + ``allocate_tensors``) when the differing axes are free
 (``-1`` in ``shape_signature``); a fixed axis gives a :class:`UsageError` naming the
-model's fixed shape (a fixed-batch LSTM/GRU graph cannot be resized safely).
+axis and its fix (:func:`rnnedge.runtime.base.check_feeds`; a fixed-batch LSTM/GRU graph cannot be
+resized safely).
 """
 from __future__ import annotations
 
@@ -244,23 +245,14 @@ class TFLiteRunner(Runner):
         it = self.interpreter
         resized = False
         prepared = {}
-        for (name, idx, d), info in zip(self._in, self.inputs):
+        for name, idx, d in self._in:
             v = np.asarray(feeds[name])
             want = np.dtype(d["dtype"])
             if v.dtype != want:
                 if np.issubdtype(want, np.integer) and not np.issubdtype(v.dtype, np.integer):
                     raise UsageError(f"input {name!r} takes {want.name} (token ids), got {v.dtype}")
                 v = v.astype(want)
-            if list(v.shape) != self._cur[idx]:
-                if len(v.shape) != len(info.shape):
-                    raise UsageError(f"input {name!r} has rank {len(info.shape)} {info.shape}, got shape {list(v.shape)}")
-                fixed = [i for i, s in enumerate(info.shape) if s is not None and s != v.shape[i]]
-                if fixed:
-                    raise UsageError(
-                        f"{Path(self.path).name}: input {name!r} has a fixed shape {info.shape} "
-                        f"(axis {fixed[0]} is {info.shape[fixed[0]]}), got {list(v.shape)}; "
-                        "re-export with that axis free or feed the fixed size"
-                    )
+            if list(v.shape) != self._cur[idx]:  # only free axes differ here (Runner.run: check_feeds)
                 if self._sig_runner is None:
                     it.resize_tensor_input(idx, list(v.shape), strict=False)
                 self._cur[idx] = list(v.shape)

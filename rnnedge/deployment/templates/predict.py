@@ -13,10 +13,14 @@ Needs numpy and ONE runtime (see requirements.txt): ai-edge-litert or tflite-run
 Which of these work depends on the model (see README.md, or `modes()`): --text needs a text model,
 --csv a window model, --stream either; --input and --self-test always work.
 
---input prints one summary line (--json: a JSON object with the outputs); --text, --csv and
---stream print one JSON object per prediction. Exit codes: 0 ok, 1 failure (the self-test does not
-reproduce the sample, the runtime fails), 2 bad input (a missing or malformed file, a wrong shape, a
-mode this model does not take), 3 no runtime installed (`pip install -r requirements.txt`).
+--input prints one summary line (--json: a JSON object with the outputs, by name when there are
+several); --text, --csv and --stream print one JSON object per prediction. --output FILE: .npy for
+one output, .npz or .json (by output name) for any number. --runtime picks the runtime: it is used,
+or refused (exit 3 when it is not installed, with the command that installs it; exit 2 when it
+cannot run this bundle's model). Exit codes: 0 ok, 1 failure (the self-test does not reproduce the
+sample, the runtime fails), 2 bad input (a missing or malformed file, a wrong shape or input name,
+a mode or option this model does not take), 3 no runtime installed (`pip install -r requirements.txt`).
+A NaN or infinity in an input is a warning: runtimes give different predictions for them.
 
 Everything the model needs to prepare raw inputs is in preprocess.json; manifest.json names the
 model file, its inputs/outputs and the runtime it was built for.
@@ -32,13 +36,18 @@ import re
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
 TOKEN_PATTERN = r"[a-z0-9']+"
-TFLITE_ORDER = ("litert", "tflite-runtime")
+# which runtimes can run which model file; the pip package of each (manifest.json's "install"
+# gives the pinned command, this is the fall-back for bundles without it)
+RUNTIMES = {"litert": (".tflite",), "tflite-runtime": (".tflite",), "onnxruntime": (".onnx", ".ort")}
+PACKAGES = {"litert": "ai-edge-litert", "tflite-runtime": "tflite-runtime", "onnxruntime": "onnxruntime"}
+OUTPUT_TYPES = (".npy", ".npz", ".json")
 # Start-up lines the TFLite runtimes write straight to stderr (a subset of rnnedge.quiet.NOISE);
 # hidden unless --verbose / RNNEDGE_VERBOSE=1.
 NOISE = (
@@ -144,18 +153,39 @@ class Model:
         path = self.dir / self.model_file
         if not path.exists():
             raise BundleError(f"{path}: model file missing")
-        wanted = runtime or self.manifest.get("runtime", "litert")
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise InputError(f"threads must be a whole number >= 1, got {threads!r}")
+        fits = [r for r, exts in RUNTIMES.items() if path.suffix in exts]
+        if runtime is not None:  # an explicit runtime is used or refused, never replaced
+            if runtime not in RUNTIMES:
+                raise InputError(f"unknown runtime {runtime!r}; choose one of: {', '.join(RUNTIMES)}")
+            if runtime not in fits:
+                raise InputError(f"this bundle ships a {path.suffix} model; {runtime} cannot run it "
+                                 f"(use {' or '.join(fits)})")
         if path.suffix in (".onnx", ".ort"):
             self._load_onnx(path, threads)
-        else:
-            self._load_tflite(path, wanted, threads)
+        elif runtime is not None:
+            self._load_tflite(path, [runtime], threads)
+        else:  # the bundle's runtime, else the other TFLite runtime
+            wanted = self.manifest.get("runtime") if self.manifest.get("runtime") in fits else fits[0]
+            self._load_tflite(path, [wanted] + [r for r in fits if r != wanted], threads)
+
+    def install_command(self, runtime: str) -> str:
+        """The command that installs ``runtime`` (manifest.json's pinned one when recorded)."""
+        cmd = (self.manifest.get("install") or {}).get(runtime)
+        if cmd:
+            return cmd
+        if runtime == self.manifest.get("runtime"):
+            return "pip install -r requirements.txt"
+        return f"pip install {PACKAGES.get(runtime, runtime)}"
 
     # -- onnxruntime
     def _load_onnx(self, path: Path, threads):
         try:
             import onnxruntime as ort
         except ImportError:
-            raise RuntimeMissing("onnxruntime is not installed: pip install -r requirements.txt") from None
+            raise RuntimeMissing(f"onnxruntime is not installed: install it with "
+                                 f"`{self.install_command('onnxruntime')}`") from None
         so = ort.SessionOptions()
         if threads:
             so.intra_op_num_threads = threads
@@ -170,14 +200,16 @@ class Model:
         self.batch_free = all(not isinstance(i.shape[0], int) for i in self._sess.get_inputs() if i.shape)
         self._kind = "onnx"
 
-    # -- LiteRT / tflite-runtime (bundle's runtime first, then the other)
-    def _load_tflite(self, path: Path, wanted: str, threads):
-        order = [wanted] + [r for r in TFLITE_ORDER if r != wanted]
+    # -- LiteRT / tflite-runtime (the first of ``order`` that is installed)
+    def _load_tflite(self, path: Path, order: list, threads):
         errors = []
         for which in order:
             try:
                 Interpreter, name, version = _tflite_interpreter(which)
             except ImportError as e:
+                if len(order) == 1:  # asked for by name: that one or nothing
+                    raise RuntimeMissing(f"{which} is not installed ({e}): install it with "
+                                         f"`{self.install_command(which)}`") from None
                 errors.append(f"{which}: {e}")
                 continue
             try:
@@ -192,7 +224,7 @@ class Model:
             self._bind_tflite()
             return
         raise RuntimeMissing("no TFLite runtime is installed (" + "; ".join(errors)
-                             + "): pip install -r requirements.txt")
+                             + f"): install it with `{self.install_command(order[0])}`")
 
     def _bind_tflite(self):
         """Map manifest input/output names to interpreter tensor indices."""
@@ -251,10 +283,7 @@ class Model:
         if isinstance(feeds, np.ndarray):
             feeds = [feeds]
         if isinstance(feeds, dict):
-            try:
-                feeds = [feeds[i["name"]] for i in self.inputs]
-            except KeyError as e:
-                raise InputError(f"missing input {e}; the model takes {[i['name'] for i in self.inputs]}") from None
+            feeds = [feeds[n] for n in match_names(feeds, [i["name"] for i in self.inputs], "the inputs")]
         if len(feeds) != len(self.inputs):
             raise InputError(f"the model takes {len(self.inputs)} input(s), got {len(feeds)}")
         arrays = []
@@ -263,13 +292,23 @@ class Model:
                 x = np.asarray(x, dtype=spec["dtype"])
             except (TypeError, ValueError) as e:
                 raise InputError(f"input '{spec['name']}' is not {spec['dtype']} data: {e}") from None
+            given = list(x.shape)
             per_row = list(spec["shape"][1:])
             if x.ndim == len(per_row):
                 x = x[None]
-            if x.ndim != len(per_row) + 1 or any(w not in (None, -1) and w != d for w, d in zip(per_row, x.shape[1:])):
+            bad = [a for a, (w, d) in enumerate(zip(per_row, x.shape[1:]), 1) if w not in (None, -1) and w != d]
+            if x.ndim != len(per_row) + 1 or bad:
                 shown = ", ".join("None" if w in (None, -1) else str(w) for w in per_row)
+                why = ""
+                if x.ndim == len(per_row) + 1:  # the axis (of the file's array) that does not fit
+                    a = bad[0] - (len(given) < x.ndim)
+                    why = f": axis {a} has {given[a]}, the model takes {per_row[bad[0] - 1]}"
                 raise InputError(f"input '{spec['name']}' must have shape [rows, {shown}] (or [{shown}] for one "
-                                 f"row), got {list(x.shape)}")
+                                 f"row), got {given}{why}")
+            if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+                bad_n = int(x.size - np.count_nonzero(np.isfinite(x)))
+                warnings.warn(f"input '{spec['name']}' holds {bad_n} NaN/infinite value(s) of {x.size}: runtimes "
+                              "give different predictions for them (a model has no defined result)", stacklevel=3)
             arrays.append(x)
         if len({a.shape[0] for a in arrays}) > 1:
             raise InputError(f"the inputs have different numbers of rows: {[a.shape[0] for a in arrays]}")
@@ -390,11 +429,17 @@ def read_csv_column(path: str, column: str | None, default: str | None) -> np.nd
 
 # --------------------------------------------------------------------------- results
 def describe(outputs: list, pre: Preprocess, manifest: dict) -> dict:
-    """The outputs as JSON-ready lists, plus ``value`` (unscaled, window models) and ``label``
-    (classifiers). One row: flat lists and a single label; several rows: one entry per row."""
+    """The outputs as JSON-ready lists (``output``: a list for one output, ``{name: list}`` for
+    several), plus ``value`` (unscaled, window models) and ``label`` (classifiers). One row: flat
+    lists and a single label; several rows: one entry per row."""
     rows = int(outputs[0].shape[0]) if outputs[0].ndim else 1
     flat = (lambda o: o.reshape(-1).tolist()) if rows == 1 else (lambda o: o.reshape(rows, -1).tolist())
-    res = {"output": [flat(o) for o in outputs] if len(outputs) > 1 else flat(outputs[0])}
+    if len(outputs) > 1:
+        names = [s["name"] for s in (manifest.get("model") or {}).get("outputs") or []]
+        names = names if len(names) == len(outputs) else [f"output_{i}" for i in range(len(outputs))]
+        res = {"output": {n: flat(o) for n, o in zip(names, outputs)}}
+    else:
+        res = {"output": flat(outputs[0])}
     if pre.kind == "window" and pre.cfg.get("scaler"):
         res["value"] = flat(pre.unscale(outputs[0]))
     task = manifest.get("task")
@@ -430,18 +475,21 @@ def summary_line(res: dict) -> str:
     return f"{line}; {res['runtime']} {res['runtime_version']}, {how}, {res['ms']:.1f} ms"
 
 
-def self_test(bundle_dir=HERE, runtime: str | None = None) -> dict:
+def self_test(bundle_dir=HERE, runtime: str | None = None, threads: int | None = None) -> dict:
     """Run the recorded sample input and compare with the recorded (Keras) output."""
     bundle_dir = Path(bundle_dir)
     man = _load_json(bundle_dir, "manifest.json")
     sample = man.get("sample") or {}
     if not sample:
         raise BundleError("manifest.json records no sample")
-    model = Model(bundle_dir, runtime=runtime)
+    model = Model(bundle_dir, runtime=runtime, threads=threads)
     x = load_array(bundle_dir / sample["input"], model.inputs, BundleError)
     expected = load_array(bundle_dir / sample["output"], model.outputs, BundleError)
     t0 = time.perf_counter()
-    got = model.run(x)
+    try:
+        got = model.run(x)
+    except InputError as e:  # the bundle's own sample does not fit its model: a broken bundle (exit 1)
+        raise BundleError(f"{sample['input']}: {e}") from None
     seconds = time.perf_counter() - t0
     tol = sample.get("tolerance", {"atol": 1e-5, "rtol": 0.0})
     errs, ok = [], True
@@ -459,30 +507,119 @@ def self_test(bundle_dir=HERE, runtime: str | None = None) -> dict:
 
 
 def load_array(path: Path, specs: list, error=InputError):
-    """An .npy (one tensor) or .npz (one array per name) -> list in the model's order."""
+    """An .npy (one array) or .npz (one array per name) -> list in the model's order. A file that
+    is no numpy file is said to be what it is (text, a pickle, empty, truncated; the messages of
+    rnnedge.runtime.io.load_numpy, which this file cannot import)."""
     path = Path(path)
     if not path.is_file():
         raise error(f"{path}: no such file")
+    with open(path, "rb") as f:
+        head = f.read(64)
+    what = numpy_file_problem(head)
+    if what:
+        raise error(f"{path.name}: {what}")
     try:
-        if path.suffix == ".npz":
-            with np.load(path) as z:
-                names = [s["name"] for s in specs]
-                if all(n in z.files for n in names):
-                    return [z[n] for n in names]
-                return [z[k] for k in z.files]
-        return [np.load(path)]
-    except (OSError, ValueError) as e:  # not an .npy/.npz, or pickled objects
-        raise error(f"{path}: not a numpy .npy/.npz file ({e})") from None
+        if head.startswith(b"PK"):
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        else:
+            arrays = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if "allow_pickle" in str(e) or "Object arrays" in str(e):
+            raise error(f"{path.name}: {OBJECT_ARRAYS}") from None
+        raise error(f"{path.name}: a truncated or damaged numpy file ({e})") from None
+    except Exception as e:  # noqa: BLE001 - EOFError, zipfile.BadZipFile, OSError...
+        raise error(f"{path.name}: a truncated or damaged numpy file ({type(e).__name__}: {e})") from None
+    names = [s["name"] for s in specs]
+    if isinstance(arrays, np.ndarray):
+        if len(names) > 1:
+            raise error(f"{path.name}: a .npy file holds one array but the model takes {len(names)} inputs "
+                        f"{names}; use an .npz file keyed by input name")
+        return [arrays]
+    return [arrays[k] for k in match_names(arrays, names, path.name, error)]
+
+
+OBJECT_ARRAYS = ("holds Python objects (a pickled object array), not numbers: save a numeric array "
+                 "(numpy.save(path, numpy.asarray(x, dtype=numpy.float32)))")
+
+
+def numpy_file_problem(head: bytes):
+    """What a file that starts with ``head`` is, when it is not a numpy .npy/.npz file (None when
+    it starts like one)."""
+    if head.startswith((b"\x93NUMPY", b"PK\x03\x04", b"PK\x05\x06")):
+        return None
+    if not head:
+        return "an empty file, not a numpy .npy/.npz file"
+    if head[:1] == b"\x80":
+        return "a Python pickle, not a numpy .npy/.npz file (save arrays with numpy.save / numpy.savez)"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as e:  # a character cut at the end of the 64 bytes read is still text
+        text = head[:e.start].decode("utf-8") if e.start >= len(head) - 3 else None
+    if text is not None and all(c.isprintable() or c in "\r\n\t" for c in text.rstrip("\x00")):
+        start = text.strip().splitlines()[0][:40] if text.strip() else ""
+        return (f"a text file (it starts {start!r}), not a numpy .npy/.npz file; save arrays with "
+                "numpy.save / numpy.savez")
+    return (f"not a numpy .npy/.npz file (it starts with bytes {head[:8].hex(' ')}); save arrays with "
+            "numpy.save / numpy.savez")
+
+
+def match_names(given, names: list, where: str, error=InputError) -> list:
+    """The keys of ``given`` in the order of ``names``: the same names, or for one name a single
+    unnamed array (``arr_0``, ``input``, ``x``); else ``error`` naming what the model takes."""
+    keys = list(given)
+    if set(keys) == set(names):
+        return list(names)
+    if len(keys) == 1 and len(names) == 1 and keys[0] in ("arr_0", "input", "x"):
+        return keys
+    missing = [n for n in names if n not in given]
+    extra = [k for k in keys if k not in names]
+    parts = ([f"missing {missing}"] if missing else []) + ([f"unknown {extra}"] if extra else [])
+    raise error(f"{where}: names do not match the model's: {'; '.join(parts)} (the model takes {names})")
+
+
+def check_output(path: str, n_outputs=None, names=None):
+    """Refuse (exit 2), before anything runs, an --output the outputs cannot be written to: an
+    extension other than .npy/.npz/.json, or .npy for a model of several outputs."""
+    ext = Path(path).suffix.lower()
+    if ext not in OUTPUT_TYPES:
+        raise InputError(f"--output {path}: unknown output file type {ext or '(none)'!r}; use .npy (one output), "
+                         ".npz or .json")
+    if ext == ".npy" and n_outputs is not None and n_outputs != 1:
+        raise InputError(f"--output {path}: the model has {n_outputs} outputs {list(names or [])}; a .npy file "
+                         "holds one: use .npz or .json")
 
 
 def save_outputs(path: str, outputs: list, specs: list):
+    """Write the outputs to exactly ``path``: .npy (one output), .npz or .json (by output name)."""
+    names = [s["name"] for s in specs]
+    check_output(path, len(outputs), names)
+    ext = Path(path).suffix.lower()
     try:
-        if path.endswith(".npz") or len(outputs) > 1:
-            np.savez(path, **{s["name"]: o for s, o in zip(specs, outputs)})
-        else:
-            np.save(path, outputs[0])
+        with open(path, "w" if ext == ".json" else "wb") as f:
+            if ext == ".json":
+                json.dump({n: np.asarray(o).tolist() for n, o in zip(names, outputs)}, f)
+            elif ext == ".npz":
+                np.savez(f, **{n: o for n, o in zip(names, outputs)})
+            else:
+                np.save(f, outputs[0])
     except OSError as e:
         raise InputError(f"--output {path}: {e.strerror or e}") from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (else exit 2 with the option's name)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} is not >= 1")
+    return v
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"warning: {message}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- command line
@@ -498,20 +635,30 @@ def main(argv=None) -> int:
                      help="read stdin: one text per line (text models) or one number per line (window "
                           "models: rolling window, one prediction per line once W values arrived)")
     src.add_argument("--self-test", action="store_true", help="check the recorded sample (exit 1 on mismatch)")
-    ap.add_argument("--output", help="write the model output here (.npy, or .npz for several outputs)")
+    ap.add_argument("--output", help="write the outputs here: .npy (one output), .npz or .json (by output name)")
     ap.add_argument("--column", help="CSV column (default: the one used at training, else the last numeric)")
-    ap.add_argument("--runtime", choices=["litert", "tflite-runtime", "onnxruntime"],
-                    help="override the bundle's runtime")
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--runtime", choices=list(RUNTIMES),
+                    help="run on this runtime (it must fit the model: litert/tflite-runtime for .tflite, "
+                         "onnxruntime for .onnx/.ort); default: the bundle's, else another installed one")
+    ap.add_argument("--threads", type=positive_int, default=None, help="runtime threads (>= 1)")
     ap.add_argument("--bundle", default=str(HERE), help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true", help="print results as JSON")
     ap.add_argument("--verbose", action="store_true", help="show the runtime's own messages")
     a = ap.parse_args(argv)
     VERBOSE = VERBOSE or a.verbose
+    with warnings.catch_warnings():
+        if not VERBOSE:
+            warnings.showwarning = _one_line_warning
+        return _main(a)
+
+
+def _main(a) -> int:
     bundle = Path(a.bundle)
     try:
+        if a.output:
+            check_output(a.output)  # before anything loads or runs
         if a.self_test:
-            rep = self_test(bundle, a.runtime)
+            rep = self_test(bundle, a.runtime, threads=a.threads)
             if a.json:
                 print(json.dumps(rep))
             else:
@@ -527,6 +674,8 @@ def main(argv=None) -> int:
                              "it takes " + ", ".join(f"--{m}" for m in modes(pre.kind)))
         model = Model(bundle, runtime=a.runtime, threads=a.threads)
         man = model.manifest
+        if a.output:
+            check_output(a.output, len(model.outputs), [s["name"] for s in model.outputs])
 
         def emit(outputs, extra=None):
             res = describe(outputs, pre, man)
