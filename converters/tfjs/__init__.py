@@ -157,7 +157,9 @@ def _write_variant(tm, out_dir: Path, dirname: str, feeds: dict, ref: dict, chec
         if tfmin.exists():
             shutil.copyfile(tfmin, tmp / "tf.min.js")
         else:
-            demo_note = (f"tf.min.js not copied ({tfmin} missing): run `npm ci --prefix {nd}` "
+            from rnnedge.runtime.tfjs import node_install_command
+
+            demo_note = (f"tf.min.js not copied ({tfmin} missing): run `{node_install_command(nd)}` "
                          "and export again, or put tf.min.js 4.22 next to index.html")
         (tmp / "index.html").write_text(index_html(tm))
         old = None
