@@ -197,9 +197,11 @@ def seq_axis(info) -> int | None:
 
 
 def plan_shapes(runner, batch_size: int, seq_len: int | None) -> tuple[dict[str, list[int]] | None, int | None, str | None]:
-    """Concrete input shapes for a case, the seq len used, or (None, None, reason) to skip."""
+    """Concrete input shapes for a case and the seq len used, or (None, the seq len the case would
+    have used, reason) to skip it (a skipped case is reported with its real length, never "None")."""
     shapes = {}
     used_seq = None
+    why = None
     for info in runner.inputs:
         shp = list(info.shape)
         if not shp:
@@ -207,19 +209,22 @@ def plan_shapes(runner, batch_size: int, seq_len: int | None) -> tuple[dict[str,
             continue
         b = shp[0]
         if isinstance(b, int) and b != batch_size:
-            return None, None, f"input {info.name!r} has a fixed batch size {b}"
+            why = why or f"input {info.name!r} has a fixed batch size {b}"
         shp[0] = batch_size
         ax = seq_axis(info)
         if ax is not None:
             t = shp[ax]
             if isinstance(t, int):
                 if seq_len is not None and t != seq_len:
-                    return None, None, f"input {info.name!r} has a fixed sequence length {t}"
+                    why = why or f"input {info.name!r} has a fixed sequence length {t}"
+                    t = seq_len
                 used_seq = t
             else:
                 shp[ax] = seq_len or DEFAULT_SEQ_LEN
                 used_seq = shp[ax]
         shapes[info.name] = [d if isinstance(d, int) else 1 for d in shp]
+    if why:
+        return None, used_seq, why
     return shapes, used_seq, None
 
 
@@ -422,7 +427,7 @@ def bench(
                             shapes, used_seq, why = plan_shapes(runner, b, t)
                             if shapes is None:
                                 result["skipped"].append({"artifact": a, "provider": prov, "batch_size": b,
-                                                          "seq_len": t, "reason": why})
+                                                          "seq_len": used_seq, "reason": why})
                                 bar.advance()
                                 continue
                             feeds = make_inputs(runner, shapes, vocab_sizes(a, runner), seed)

@@ -105,9 +105,55 @@ def cli(ctx, debug, verbose):
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    """A Python warning as ``warning: MESSAGE`` (no source line; --verbose shows Python's form)."""
+    """A Python warning as one ``warning: MESSAGE`` line (no source line; --verbose shows Python's form)."""
+    if file is None:
+        warn(message)
+        return
+    from rnnedge import quiet
+
+    if quiet.is_noise(one_line(message)):
+        return
     try:
-        (file or sys.stderr).write(f"warning: {message}\n")
+        file.write(f"warning: {one_line(message)}\n")
+    except (OSError, ValueError):
+        pass
+
+
+def show_warnings(said=(), caught=(), *, besides=()) -> None:
+    """Print each Python warning of ``caught`` (``warnings.catch_warnings(record=True)``) that does
+    not repeat an artifact warning of ``said`` or ``besides``, then the artifact warnings ``said``
+    (``(artifact, text)`` pairs, :func:`rnnedge.manifest.artifact_warnings`)."""
+    said = list(said)
+    known = [one_line(text) for _, text in [*said, *besides]]
+    for w in caught:
+        if not any(one_line(w.message).split(": ", 1)[-1][:80] in text for text in known):
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    for name, text in said:
+        warn(text, artifact=name)
+
+
+def one_line(message) -> str:
+    """``message`` as one line: whitespace and newlines collapsed, a leading ``Warning:`` dropped
+    (``warning: Warning: ...`` says it twice)."""
+    text = " ".join(str(message).split())
+    return text[len("warning:"):].lstrip() if text.lower().startswith("warning:") else text
+
+
+def warn(message, *, artifact: str | None = None) -> None:
+    """Print ``warning: MESSAGE`` on stderr, as one line (:func:`one_line`): the one place the CLI
+    prints warnings (Python warnings, artifacts' warnings from manifests, deploy's). ``artifact``:
+    the message is about that file, ``NAME: `` is put before it unless it already starts so."""
+    from rich.markup import escape
+
+    from rnnedge import quiet
+
+    text = one_line(message)
+    if not quiet.verbose() and quiet.is_noise(text):  # known noise (e.g. Keras's mask warning)
+        return
+    if artifact and not (text.startswith(artifact) and text[len(artifact):][:1] in (":", " ")):
+        text = f"{artifact}: {text}"  # (a message that starts with the name says it once)
+    try:
+        err_console().print(f"[yellow]warning:[/] {escape(text)}")
     except (OSError, ValueError):
         pass
 

@@ -33,8 +33,11 @@ def command(source, formats, out_dir, opset, batch_size, seq_len, allow_flex, qu
     qs = [q.strip() for spec in quantize for q in spec.split(",") if q.strip()]
     import warnings
 
+    from rnnedge.cli import show_warnings
+    from rnnedge.manifest import artifact_warnings
+
     failed = None
-    said: list[str] = []
+    said: list = []
     caught: list = []
     try:
         with warnings.catch_warnings(record=True) as caught:  # artifacts' warnings: printed once, below
@@ -45,12 +48,9 @@ def command(source, formats, out_dir, opset, batch_size, seq_len, allow_flex, qu
                 if getattr(e, "result", None) is None:
                     raise
                 res, failed = e.result, e
-        said = [e["warning"] if e["warning"].startswith(name) else f"{name}: {e['warning']}"
-                for name, e in res.artifacts.items() if e.get("warning")]
+        said = artifact_warnings(res.artifacts)
     finally:  # the others as Python shows them
-        for w in caught:
-            if not any(str(w.message).split(": ", 1)[-1][:80] in s for s in said):
-                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        show_warnings(caught=caught, besides=said)
     if as_json:
         from rnnedge.cli import print_json
 
@@ -58,7 +58,7 @@ def command(source, formats, out_dir, opset, batch_size, seq_len, allow_flex, qu
                     "validation": res.validation})
     else:
         _print(res)
-    _print_warnings(said)
+    show_warnings(said)
     if failed is not None:
         raise failed
     if res.validation is not None:
@@ -78,17 +78,6 @@ def _raise_for_missing_runtime(report: dict, out_dir) -> None:
     raise MissingDependencyError(", ".join(missing), "", message=f"exported to {out_dir} but could not "
                                  f"check {why}; then run `rnnedge validate {out_dir}`")
 
-
-def _print_warnings(lines: list[str]) -> None:
-    """One ``warning:`` line on stderr per artifact warning (e.g. a TFLite length fixed at export)."""
-    if not lines:
-        return
-    from rich.markup import escape
-
-    from rnnedge.cli import err_console
-
-    for line in lines:
-        err_console().print(f"[yellow]warning:[/] {escape(line)}")
 
 
 def _print(res) -> None:

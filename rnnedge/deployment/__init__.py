@@ -45,7 +45,9 @@ __all__ = ["deploy", "verify", "DeployResult", "VerifyReport", "RUNTIMES", "PI_O
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 BUNDLE_FORMAT = 1
 DEFAULT_ATOL = 1e-5
-RUNTIMES = ("litert", "tflite-runtime", "onnxruntime")
+RUNTIMES = ("litert", "tflite-runtime", "onnxruntime")  # also the names of rnnedge's extras for them
+#: The pip package of each runtime (predict.py keeps the same table: it cannot import rnnedge).
+PACKAGES = {"litert": "ai-edge-litert", "tflite-runtime": "tflite-runtime", "onnxruntime": "onnxruntime"}
 #: The model files each runtime runs (predict.py keeps the same table: it cannot import rnnedge).
 RUNTIME_FILES = {"litert": (".tflite",), "tflite-runtime": (".tflite",), "onnxruntime": (".onnx", ".ort")}
 _RUNTIME_ALIASES = {"ai-edge-litert": "litert", "ai_edge_litert": "litert", "tflite_runtime": "tflite-runtime",
@@ -61,18 +63,27 @@ SERVICE = "rnnedge-predict.service"
 
 # --------------------------------------------------------------------------- requirements
 def requirements_for(runtime: str, pi_os: str = "bookworm") -> list[str]:
-    """requirements.txt lines for ``runtime`` on Raspberry Pi OS ``pi_os`` (64-bit)."""
+    """requirements.txt lines for ``runtime`` on Raspberry Pi OS ``pi_os`` (64-bit): the runtime's
+    rnnedge extra as pyproject.toml pins it (:func:`rnnedge.errors.project_requirements`, the one
+    source of versions, so bundles and install messages say the same), plus numpy's base pin
+    when the extra has none."""
+    from rnnedge.errors import project_requirements
+
     runtime, pi_os = _norm_runtime(runtime), _norm_os(pi_os)
-    if runtime == "tflite-runtime":
-        if pi_os != "bookworm":
-            raise UsageError(
-                f"tflite-runtime has no wheels for Python {PI_OS[pi_os]['python']} (Pi OS {pi_os}): its last "
-                "release, 2.14.0, stops at Python 3.11. Use --runtime litert (ai-edge-litert) instead.")
-        return ["tflite-runtime==2.14.0", "numpy<2"]
-    if runtime == "litert":
-        return ["ai-edge-litert>=2.0", "numpy>=1.23"]
-    # onnxruntime 1.21.0 crashed with "illegal instruction" on a Pi 4 (microsoft/onnxruntime#24112)
-    return ["onnxruntime>=1.17,!=1.21.0", "numpy>=1.23"]
+    if runtime == "tflite-runtime" and pi_os != "bookworm":
+        raise UsageError(
+            f"tflite-runtime has no wheels for Python {PI_OS[pi_os]['python']} (Pi OS {pi_os}): its last "
+            "release, 2.14.0, stops at Python 3.11. Use --runtime litert (ai-edge-litert) instead.")
+    reqs = project_requirements(runtime, machine="aarch64") or [PACKAGES[runtime]]
+    if not any(_req_name(r) == "numpy" for r in reqs):
+        reqs += [r for r in project_requirements("") if _req_name(r) == "numpy"] or ["numpy"]
+    return reqs
+
+
+def _req_name(requirement: str) -> str:
+    import re
+
+    return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].strip().lower()
 
 
 def install_commands(model_file: str, pi_os: str = "bookworm") -> dict[str, str]:
@@ -80,12 +91,10 @@ def install_commands(model_file: str, pi_os: str = "bookworm") -> dict[str, str]
     extension), pinned as :func:`requirements_for` pins them (tflite-runtime: its bookworm pins,
     it has no wheel for a newer Python). Recorded in a bundle's manifest.json ("install") for
     predict.py's exit-3 message when a runtime asked for is missing."""
-    import shlex
+    from rnnedge.errors import pip_command
 
     fits = [r for r in RUNTIMES if Path(model_file).suffix in RUNTIME_FILES[r]]
-    return {r: "pip install " + " ".join(shlex.quote(q) for q in
-                                         requirements_for(r, "bookworm" if r == "tflite-runtime" else pi_os))
-            for r in fits}
+    return {r: pip_command(requirements_for(r, "bookworm" if r == "tflite-runtime" else pi_os)) for r in fits}
 
 
 def _norm_runtime(runtime: str) -> str:
