@@ -159,7 +159,7 @@ def test_bundle_layout_and_manifest(bundles, kind, rt):
     b = res.bundle
     model = "model.tflite" if rt == "litert" else "model.onnx"
     expected = {model, "preprocess.json", "manifest.json", "sample_input.npy", "sample_output.npy",
-                "requirements.txt", "README.md", "predict.py", "rnnedge-predict.service"}
+                "requirements.txt", "README.md", "predict.py", "rnnedge-predict@.service"}
     assert {p.name for p in b.iterdir()} == expected
     man = json.loads((b / "manifest.json").read_text())
     assert set(man["files"]) == expected - {"manifest.json"}
@@ -180,8 +180,10 @@ def test_bundle_layout_and_manifest(bundles, kind, rt):
     with tarfile.open(res.tarball) as tf:
         names = {Path(n).name for n in tf.getnames() if "/" in n}
     assert names == expected
-    unit = (b / "rnnedge-predict.service").read_text()
-    assert "predict.py --stream" in unit and "[Install]" in unit and "$" not in unit
+    unit = (b / "rnnedge-predict@.service").read_text()
+    assert "predict.py --stream" in unit and "[Install]" in unit and "User=%i" in unit
+    body = [ln for ln in unit.splitlines() if not ln.startswith("#")]  # the comments hold shell words
+    assert not any("$" in ln for ln in body), body
 
 
 @pytest.mark.parametrize("kind", ["forecast", "sentiment"])
@@ -350,8 +352,8 @@ def test_systemd_unit_is_valid(bundles, tmp_path):
 
     if not shutil.which("systemd-analyze"):
         pytest.skip("systemd-analyze not installed")
-    unit = tmp_path / "rnnedge-predict.service"
-    shutil.copy(bundles["forecast", "litert"].bundle / "rnnedge-predict.service", unit)
+    unit = tmp_path / "rnnedge-predict@pi.service"  # an instance of the template unit
+    shutil.copy(bundles["forecast", "litert"].bundle / "rnnedge-predict@.service", unit)
     r = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     assert r.returncode == 0 and "Unknown" not in r.stderr, r.stderr
 

@@ -181,6 +181,71 @@ def console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, soft_wrap=True, width=max(width, 40))
 
 
+class Col:
+    """A column of :func:`print_table`: ``name`` (its header; a space in it may break the header
+    into lines), ``right`` (right-justified: numbers), ``wrap`` (its text may wrap, at spaces only;
+    otherwise a cell stays on one line), ``drop`` (when the table does not fit the console, columns
+    are left out highest ``drop`` first; None: always kept)."""
+
+    def __init__(self, name: str, *, right: bool = False, wrap: bool = False, drop: int | None = None):
+        self.name, self.right, self.wrap, self.drop = name, right, wrap, drop
+
+
+def print_table(con, title, columns: list, rows: list, *, after=()) -> list[str]:
+    """Print a table that reads in ``con``'s width (80 columns too): a cell is never broken inside
+    a word (artifact names and numbers stay whole on one line; text columns and headers wrap at
+    spaces only); when even that does not fit, the columns with a ``drop`` rank are left out,
+    highest first, and a line below the table names them (``--json`` has them). ``rows``: cells as
+    rich markup. ``after``: lines printed below the table (long notes that would make a column too
+    tall). Returns the names of the columns left out."""
+    from rich.table import Table
+    from rich.text import Text
+
+    cells = [[Text.from_markup(str(v)) for v in r] for r in rows]
+
+    def longest_word(text: str) -> int:
+        return max((len(w) for w in text.split()), default=0)
+
+    def widths(i):  # (narrowest, natural) width of column i
+        c = columns[i]
+        vals = [r[i].plain for r in cells]
+        lo = max([longest_word(c.name)] + [longest_word(v) if c.wrap else len(v) for v in vals])
+        hi = max([len(c.name)] + [len(v) for v in vals])
+        return lo, max(lo, hi)
+
+    keep = list(range(len(columns)))
+    while True:
+        lohi = {i: widths(i) for i in keep}
+        room = con.width - 3 * len(keep) - 1  # borders and a space of padding each side
+        droppable = [i for i in keep if columns[i].drop is not None]
+        if sum(lo for lo, _ in lohi.values()) <= room or not droppable:
+            break
+        keep.remove(max(droppable, key=lambda i: columns[i].drop))
+    width = {i: lo for i, (lo, _) in lohi.items()}
+    spare = room - sum(width.values())
+    while spare > 0:  # grow the columns towards their natural width, one character at a time each
+        grow = [i for i in keep if width[i] < lohi[i][1]]
+        for i in grow[:spare]:
+            width[i] += 1
+        spare -= len(grow[:spare])
+        if not grow:
+            break
+    t = Table(title=title)
+    for i in keep:
+        c = columns[i]
+        t.add_column(Text(c.name, no_wrap=False, overflow="fold"), justify="right" if c.right else "left", width=width[i],
+                     no_wrap=not c.wrap, overflow="fold")
+    for r in cells:
+        t.add_row(*(r[i] for i in keep))
+    con.print(t)
+    left_out = [c.name for i, c in enumerate(columns) if i not in keep]
+    if left_out:
+        con.print(f"(not shown at {con.width} columns: {', '.join(left_out)}; --json has them)")
+    for line in after:
+        con.print(line)
+    return left_out
+
+
 def err_console():
     """:func:`console` on stderr (errors, warnings)."""
     return console(stderr=True)

@@ -74,29 +74,34 @@ def command(folder, modes, fmt, calibration, calibration_samples, per_channel, r
     console = _console(stderr=json_out == "-")
     if json_out != "-":
         from rich.markup import escape
-        from rich.table import Table
 
-        t = Table(title=f"quantize {folder}")
-        for c in ("artifact", "mode", "source", "before", "after", "ratio", "notes"):
-            t.add_column(c, overflow="fold")
+        from rnnedge.cli import Col, print_table
+
+        columns = [Col("artifact"), Col("mode"), Col("source", drop=1), Col("before", right=True),
+                   Col("after", right=True), Col("ratio", right=True), Col("result", wrap=True)]
+        rows, below = [], []  # the notes go below the table: one line each, never a tall cell
         for name, e in res.items():
             q = e.get("quantization", {})
             if e.get("missing_dependency"):
-                t.add_row(name, q.get("mode", "-"), q.get("source", "-"), "-", "-", "-",
-                          f"[yellow]not made: {escape(e['missing_dependency'])} is not installed[/]")
+                rows.append([escape(name), q.get("mode", "-"), escape(q.get("source", "-")), "-", "-", "-",
+                             "[yellow]not made[/]"])
+                below.append(f"[yellow]{escape(name)}[/]: not made: {escape(e['missing_dependency'])} is not installed")
                 continue
             if "error" in e:
-                t.add_row(name, q.get("mode", "-"), q.get("source", "-"), "-", "-", "-",
-                          f"[red]error: {escape(e['error'])}[/]")
+                rows.append([escape(name), q.get("mode", "-"), escape(q.get("source", "-")), "-", "-", "-",
+                             "[red]error[/]"])
+                below.append(f"[red]{escape(name)}[/]: error: {escape(e['error'])}")
                 continue
             notes = list(q.get("notes") or [])
             if q.get("method"):
                 notes.insert(0, str(q["method"]))
             if "reduce_range" in q:
                 notes.insert(0, f"reduce_range={q['reduce_range']} ({q.get('reduce_range_reason', '')})")
-            t.add_row(name, q.get("mode", "-"), q.get("source", "-"), _size(q.get("size_before")),
-                      _size(q.get("size_after")), f"{q.get('ratio', 0):.2f}", "; ".join(notes))
-        console.print(t)
+            rows.append([escape(name), q.get("mode", "-"), escape(q.get("source", "-")), _size(q.get("size_before")),
+                         _size(q.get("size_after")), f"{q.get('ratio', 0):.2f}", "[green]written[/]"])
+            if notes:
+                below.append(f"{escape(name)}: {escape('; '.join(notes))}")
+        print_table(console, f"quantize {escape(str(folder))}", columns, rows, after=below)
     from rnnedge.cli import show_warnings
     from rnnedge.manifest import artifact_warnings
 

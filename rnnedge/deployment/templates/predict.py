@@ -699,6 +699,8 @@ def _main(a) -> int:
         if mode not in modes(pre.kind):
             raise InputError(f"--{mode} does not work for this model (preprocessing: {pre.kind or 'none, raw input'}); "
                              "it takes " + ", ".join(f"--{m}" for m in modes(pre.kind)))
+        if a.text is not None and not a.text.strip():  # before the model loads: nothing to classify
+            raise InputError("--text is empty: give the text to run the model on (--stream reads one per line)")
         model = Model(bundle, runtime=a.runtime, threads=a.threads)
         man = model.manifest
         if a.output:
