@@ -147,7 +147,8 @@ def _keras_predict(export_dir: Path, x: np.ndarray) -> np.ndarray:
 def test_edge_venv_has_no_tensorflow(edge_py, tmp_path):
     r = subprocess.run([str(edge_py), "-c", "import importlib.util as u; import numpy, ai_edge_litert, onnxruntime;"
                         "print(u.find_spec('tensorflow') is None, u.find_spec('rnnedge') is None, "
-                        "u.find_spec('keras') is None)"], capture_output=True, text=True, cwd=tmp_path)
+                        "u.find_spec('keras') is None)"], capture_output=True, text=True, cwd=tmp_path,
+                       env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")})
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["True", "True", "True"]
 
@@ -412,7 +413,9 @@ def test_an_explicit_runtime_is_used_or_refused(bundles, tmp_path, monkeypatch):
         assert p.returncode == 0 and json.loads(p.stdout)["runtime"] == rt, p.stderr
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([hiding(tmp_path, "tflite_runtime"),
                                                        os.environ.get("PYTHONPATH", "")]))
-    install = "install it with `pip install tflite-runtime==2.14.0 'numpy<2'`"  # the bundle's pinned command
+    pinned = json.loads((tfl / "manifest.json").read_text())["install"]["tflite-runtime"]
+    assert pinned == "pip install 'tflite-runtime==2.14.0' 'numpy<2'"  # pyproject's pins, as every message says
+    install = f"install it with `{pinned}`"  # the bundle's pinned command
     p = predict_here(tfl, "--self-test", "--runtime", "tflite-runtime", env=env)
     assert p.returncode == 3 and install in p.stderr and p.stdout == "", p.stderr  # not litert in its place
     for b, rt, ext, fits in ((tfl, "onnxruntime", ".tflite", "litert or tflite-runtime"),
