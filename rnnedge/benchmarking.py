@@ -197,9 +197,11 @@ def seq_axis(info) -> int | None:
 
 
 def plan_shapes(runner, batch_size: int, seq_len: int | None) -> tuple[dict[str, list[int]] | None, int | None, str | None]:
-    """Concrete input shapes for a case, the seq len used, or (None, None, reason) to skip."""
+    """Concrete input shapes for a case and the seq len used, or (None, the seq len the case would
+    have used, reason) to skip it (a skipped case is reported with its real length, never "None")."""
     shapes = {}
     used_seq = None
+    why = None
     for info in runner.inputs:
         shp = list(info.shape)
         if not shp:
@@ -207,19 +209,22 @@ def plan_shapes(runner, batch_size: int, seq_len: int | None) -> tuple[dict[str,
             continue
         b = shp[0]
         if isinstance(b, int) and b != batch_size:
-            return None, None, f"input {info.name!r} has a fixed batch size {b}"
+            why = why or f"input {info.name!r} has a fixed batch size {b}"
         shp[0] = batch_size
         ax = seq_axis(info)
         if ax is not None:
             t = shp[ax]
             if isinstance(t, int):
                 if seq_len is not None and t != seq_len:
-                    return None, None, f"input {info.name!r} has a fixed sequence length {t}"
+                    why = why or f"input {info.name!r} has a fixed sequence length {t}"
+                    t = seq_len
                 used_seq = t
             else:
                 shp[ax] = seq_len or DEFAULT_SEQ_LEN
                 used_seq = shp[ax]
         shapes[info.name] = [d if isinstance(d, int) else 1 for d in shp]
+    if why:
+        return None, used_seq, why
     return shapes, used_seq, None
 
 
@@ -422,7 +427,7 @@ def bench(
                             shapes, used_seq, why = plan_shapes(runner, b, t)
                             if shapes is None:
                                 result["skipped"].append({"artifact": a, "provider": prov, "batch_size": b,
-                                                          "seq_len": t, "reason": why})
+                                                          "seq_len": used_seq, "reason": why})
                                 bar.advance()
                                 continue
                             feeds = make_inputs(runner, shapes, vocab_sizes(a, runner), seed)
@@ -711,25 +716,42 @@ def plot(result: dict, path) -> Path:
     return Path(path)
 
 
-def table(result: dict):
-    """A rich Table of the cases (the CLI prints it)."""
-    from rich.table import Table
+#: The columns of :func:`table`: (header, right-justified, drop rank: when a console is too narrow
+#: the CLI leaves out the highest rank first; None: always shown).
+TABLE_COLUMNS = (("artifact", False, None), ("runtime / provider", False, None), ("batch", True, None),
+                 ("T", True, None), ("p50 ms", True, None), ("p90 ms", True, 6), ("p99 ms", True, 5),
+                 ("seq/s", True, 4), ("create ms", True, 8), ("1st ms", True, 7), ("peak MB (+)", True, 9),
+                 ("size KB", True, 10), ("speed-up", True, None))
 
+
+def table_rows(result: dict) -> tuple[str, list[list[str]]]:
+    """The title and the rows (cells as text, :data:`TABLE_COLUMNS` order) of a bench result."""
     sp = _speedups(result)
     ref = (result.get("ratios") or {}).get("reference")
-    t = Table(title=f"rnnedge bench ({result['machine'].get('cpu', '?')}, {result['machine'].get('cores')} cores)")
-    for col in ("artifact", "runtime / provider", "batch", "T", "p50 ms", "p90 ms", "p99 ms",
-                "seq/s", "create ms", "1st ms", "peak MB (+)", "size KB", "speed-up"):
-        t.add_column(col, justify="left" if col in ("artifact", "runtime / provider") else "right")
+    rows = []
     for c in result["cases"]:
         lat = c["latency_ms"]
         k = (c["artifact"], c["provider"], c["batch_size"], c["seq_len"])
         s = "ref" if c["artifact"] == ref else (f"{sp[k]:.3g}x" if k in sp else "-")
         peak = "-" if c["peak_rss_mb"] is None else f"{c['peak_rss_mb']:.0f} (+{c.get('peak_rss_delta_mb') or 0:.0f})"
-        t.add_row(Path(c["artifact"]).name, f"{c['runtime']} / {c['provider']}", str(c["batch_size"]),
-                  str(c["seq_len"]), f"{lat['p50']:.3f}", f"{lat['p90']:.3f}", f"{lat['p99']:.3f}",
-                  f"{c['throughput']['sequences_per_s']:.0f}", f"{c['session_create_ms']:.1f}",
-                  f"{c['first_inference_ms']:.2f}", peak, f"{c['model_size_bytes'] / 1024:.1f}", s)
+        rows.append([Path(c["artifact"]).name, f"{c['runtime']} / {c['provider']}", str(c["batch_size"]),
+                     str(c["seq_len"]), f"{lat['p50']:.3f}", f"{lat['p90']:.3f}", f"{lat['p99']:.3f}",
+                     f"{c['throughput']['sequences_per_s']:.0f}", f"{c['session_create_ms']:.1f}",
+                     f"{c['first_inference_ms']:.2f}", peak, f"{c['model_size_bytes'] / 1024:.1f}", s])
+    return f"rnnedge bench ({result['machine'].get('cpu', '?')}, {result['machine'].get('cores')} cores)", rows
+
+
+def table(result: dict):
+    """A rich Table of the cases, every column (the CLI prints :func:`table_rows` fitted to the
+    console's width)."""
+    from rich.table import Table
+
+    title, rows = table_rows(result)
+    t = Table(title=title)
+    for name, right, _ in TABLE_COLUMNS:
+        t.add_column(name, justify="right" if right else "left")
+    for r in rows:
+        t.add_row(*r)
     return t
 
 

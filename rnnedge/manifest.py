@@ -144,6 +144,21 @@ def update_manifest(folder: str | os.PathLike, *, artifacts: dict[str, dict] | N
     return man
 
 
+def artifact_warnings(artifacts: dict) -> list[tuple[str, str]]:
+    """``(artifact, warning)`` for every warning recorded in the manifest entries ``artifacts``
+    (an entry's ``warning``, e.g. a TFLite sequence length fixed at export, and its
+    ``quantization.warning``, e.g. a file not smaller than its float source), each text once."""
+    out: list[tuple[str, str]] = []
+    for name, entry in (artifacts or {}).items():
+        if not isinstance(entry, dict):
+            continue
+        q = entry.get("quantization") if isinstance(entry.get("quantization"), dict) else {}
+        for text in (entry.get("warning"), q.get("warning")):
+            if text and (name, text) not in out:
+                out.append((name, text))
+    return out
+
+
 def package_versions(*names: str) -> dict[str, str]:
     """Installed versions of the named distributions (missing ones are left out)."""
     from importlib import metadata

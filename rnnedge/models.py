@@ -40,6 +40,9 @@ def load_keras(path: str | Path):
     try:
         return load_model(p)
     except Exception as e:  # corrupt archive, unknown custom layer, ...
+        from rnnedge.errors import raise_if_missing
+
+        raise_if_missing(e)  # TensorFlow/Keras not installed: exit 3, never "cannot load"
         raise UsageError(f"{p}: cannot load as a Keras model: {str(e).splitlines()[0][:300]}") from None
 
 

@@ -73,7 +73,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-from rnnedge.errors import ConversionError, MissingDependencyError, RnnedgeError, UsageError
+from rnnedge.errors import (ConversionError, MissingDependencyError, RnnedgeError, UsageError, install_command,
+                            raise_if_missing)
 from rnnedge.manifest import atomic_path, load_manifest, update_manifest
 
 ONNX_MODES = ("int8", "uint8", "fp16", "int8-static")
@@ -137,7 +138,9 @@ def quantize(
 
     Returns ``{artifact_name: manifest_entry}`` for the files written; a mode that fails
     for one format is reported as ``{"error": message, ...}`` under the would-be name (and
-    not written to the manifest), so one failure does not hide the others. Raises
+    not written to the manifest), so one failure does not hide the others; when it failed because
+    a package is not installed, the result also has ``missing_dependency`` (what) and ``install``
+    (the command; ``rnnedge quantize`` then exits 3). Raises
     :class:`UsageError` for a bad folder/mode/format, when nothing applies.
     """
     folder = Path(folder)
@@ -201,7 +204,8 @@ def quantize(
                                          calibration_samples=calibration_samples, seed=seed,
                                          manifest=manifest)
         except RnnedgeError as e:
-            results[out_name] = {"format": fmt, "error": str(e), "quantization": {"mode": mode, "source": src_name}}
+            results[out_name] = {"format": fmt, "error": str(e), "quantization": {"mode": mode, "source": src_name},
+                                 **_missing_fields(e)}
             continue
         man = update_manifest(folder, artifacts={out_name: entry})
         results[out_name] = man["artifacts"][out_name]
@@ -212,11 +216,19 @@ def quantize(
                 entry = _to_ort(folder, out_name, ort_src, ort_name, results[out_name], manifest, seed)
             except RnnedgeError as e:
                 results[ort_name] = {"format": "ort", "error": str(e),
-                                     "quantization": {"mode": mode, "source": out_name}}
+                                     "quantization": {"mode": mode, "source": out_name}, **_missing_fields(e)}
                 continue
             man = update_manifest(folder, artifacts={ort_name: entry})
             results[ort_name] = man["artifacts"][ort_name]
     return results
+
+
+def _missing_fields(e: RnnedgeError) -> dict:
+    """A result's ``missing_dependency`` (what is not installed) and ``install`` (the command), when
+    ``e`` is a missing package."""
+    if isinstance(e, MissingDependencyError):
+        return {"missing_dependency": e.what, "install": e.install}
+    return {}
 
 
 def quantized_name(source_name: str, mode: str) -> str:
@@ -402,7 +414,7 @@ def _fp16(src_model, out: Path, feeds: dict, keep_recurrent_float: bool | None,
         from onnxconverter_common import float16
     except ImportError:
         raise MissingDependencyError("onnxconverter-common (fp16 conversion)",
-                                     "pip install onnxconverter-common") from None
+                                     install_command("onnxconverter_common")) from None
     base = list(float16.DEFAULT_OP_BLOCK_LIST)
     attempts = []
     if not keep_recurrent_float:
@@ -501,6 +513,9 @@ ADDED_BY = {  # what a quantization mode adds to a file, for the "not smaller" w
     ("onnx", "int8-static"): "QuantizeLinear / DequantizeLinear pairs with their scales on activations",
     ("tflite", "int8"): "a scale and zero point on every activation tensor, QUANTIZE / DEQUANTIZE ops",
     ("tflite", "dynamic"): "per-channel scales and zero points, DEQUANTIZE ops",
+    ("onnx", "fp16"): "Cast nodes (float32 <-> float16) at the model's inputs and outputs (keep_io_types) and "
+                      "around every op kept float32",
+    ("tflite", "fp16"): "DEQUANTIZE ops that turn the float16 weights back into float32",
 }
 
 
@@ -513,11 +528,12 @@ def _warn_if_not_smaller(facts: dict, out_name: str, fmt: str, mode: str, float_
     size = facts["size_before"]
     left = (facts.get("weight_bytes") or {}).get("float32", 0)
     if float_weights_before and left >= 0.5 * float_weights_before:
-        why = (f"{left / 1024:.1f} of its {float_weights_before / 1024:.1f} KiB of weights are still float32 "
-               f"({'; '.join(facts.get('notes') or []) or 'no quantized form for the ops that read them'})")
+        why = (f"{left / 1024:.1f} of its {float_weights_before / 1024:.1f} KiB of weights are still float32: "
+               f"{'; '.join(facts.get('notes') or []) or 'no quantized form for the ops that read them'}")
     else:
+        what = "the fp16 conversion" if mode == "fp16" else "quantization"
         why = (f"the float weights are only {float_weights_before / 1024:.1f} KiB of the {size / 1024:.1f} KiB "
-               f"file; the rest (graph, names) does not shrink and quantization adds "
+               f"file; the rest (graph, names) does not shrink and {what} adds "
                f"{ADDED_BY.get((fmt, mode), 'scales and the ops that apply them')}")
     facts["warning"] = f"{out_name} is {r:.2f}x the size of the float file (not smaller): {why}"
     import warnings
@@ -533,7 +549,7 @@ def _quantize_onnx(folder: Path, src_name: str, out_name: str, mode: str, src_en
         import onnxruntime  # noqa: F401
         from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
     except ImportError as e:
-        raise MissingDependencyError(f"ONNX quantization ({e.name})", "pip install onnx onnxruntime") from None
+        raise MissingDependencyError(f"ONNX quantization ({e.name})", install_command(e.name or "onnx")) from None
     src = folder / src_name
     dst = folder / out_name
     if not src.is_file():
@@ -593,6 +609,7 @@ def _quantize_onnx(folder: Path, src_name: str, out_name: str, mode: str, src_en
         except RnnedgeError:
             raise
         except Exception as e:
+            raise_if_missing(e)
             raise ConversionError(f"{src_name} -> {out_name}: {type(e).__name__}: {str(e)[:400]}",
                                   fmt="onnx") from None
         q = onnx.load(str(tmp_out))
@@ -601,7 +618,8 @@ def _quantize_onnx(folder: Path, src_name: str, out_name: str, mode: str, src_en
             facts.update(_recurrent_weights_int8(q))
             if facts.get("recurrent_weights", {}).get("ops"):
                 facts["method"] += f" + weight-only int8 {'/'.join(facts['recurrent_weights']['ops'])} (DequantizeLinear)"
-            facts["weight_bytes"] = _onnx_weight_bytes(q)
+        facts["weight_bytes"] = _onnx_weight_bytes(q)  # what is left float32 (the "not smaller" reason)
+        if mode != "fp16":
             check_8bit_weights(facts["weight_bytes"], out_name, src_name, "onnx")  # before anything is written
         with atomic_path(dst) as tmp:
             onnx.save(q, str(tmp))
@@ -611,7 +629,8 @@ def _quantize_onnx(folder: Path, src_name: str, out_name: str, mode: str, src_en
     facts["quantized_ops"] = {k: v for k, v in dst_ops.items() if k in QUANTIZED_OP_TYPES}
     if mode == "fp16":
         kept = facts.get("variant", "").startswith("recurrent ops kept")
-        facts["notes"] = [f"{v} {k} op(s) " + ("kept float32 in the file" if kept else
+        facts["notes"] = [f"{v} {k} op(s) " + (f"kept float32 in the file (onnxruntime's CPU EP runs {k} only in "
+                                                "float32; Cast nodes convert around it)" if kept else
                           "stored fp16; onnxruntime's CPU EP casts them and computes in fp32")
                           for k, v in dst_ops.items() if k in RECURRENT_OPS]
     else:
@@ -662,7 +681,7 @@ def _find_quantize_tflite():
         import converters.tflite as ct
     except ImportError as e:
         raise MissingDependencyError(f"the TFLite converter ({e.name})",
-                                     "pip install 'rnnedge[build]'") from None
+                                     install_command(e.name or "build")) from None
     for name in ("quantize_tflite", "quantize"):
         fn = getattr(ct, name, None)
         if callable(fn):
@@ -735,6 +754,7 @@ def _quantize_tflite(folder: Path, src_name: str, out_name: str, mode: str, src_
     except RnnedgeError:
         raise
     except Exception as e:
+        raise_if_missing(e)
         raise ConversionError(f"{src_name} -> {out_name}: {type(e).__name__}: {str(e)[:400]}",
                               fmt="tflite") from None
     if not dst.is_file():

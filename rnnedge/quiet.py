@@ -2,7 +2,9 @@
 
 The one place for this concern:
 
-* :data:`NOISE` -- the known noise lines (regular expressions), what the tests look for;
+* :data:`NOISE` -- the known noise lines (regular expressions), what the tests look for; also
+  the Python warnings that are known noise (the CLI's one-line warning printer,
+  ``rnnedge.cli.warn``, drops a warning that :func:`is_noise` matches);
 * :func:`quiet_environment` -- variables set before TensorFlow loads (``TF_CPP_MIN_LOG_LEVEL``);
 * :func:`filtered_stderr` -- a context manager: while it is open, what C/C++ code writes to file
   descriptor 2 goes through a line filter that drops :data:`NOISE` and passes every other line on.
@@ -57,6 +59,12 @@ NOISE: tuple[str, ...] = (
     r"^fully_quantize: \d+, inference_type: \d+, input_inference_type: \w+, output_inference_type: \w+$",
     # the TFLite converter's MLIR passes, when TF_CPP_MIN_LOG_LEVEL is lower than 2
     r"^W\d{4} [\d:.]+\s+\d+ tf_tfl_flatbuffer_helpers\.cc:\d+\] Ignored (output_format|drop_control_dependency)\.$",
+    # Keras's UserWarning when a masked sequence reaches a layer without mask support: the intended
+    # design of the sentiment preset (Embedding(mask_zero) -> BiLSTM -> GlobalMaxPooling1D) and of
+    # many user models; the converters keep Keras's semantics either way. As a Python warning
+    # (the CLI's one-line form, or Python's "file:line: UserWarning: ..." from a child process)
+    r"^(?:.*UserWarning: )?Layer '[^']+' \(of type \w+\) was passed an input with a mask attached to it\. "
+    r"However, this layer does not support masking and will therefore destroy the mask information\.",
 )
 _NOISE_RE = re.compile("|".join(f"(?:{p})" for p in NOISE))
 _DEPTH = 0                     # nesting of filtered_stderr (only the outermost one redirects)

@@ -348,9 +348,9 @@ def make_interpreter(model: bytes | str | Path, num_threads: int = 1):
 
         return tf.lite.Interpreter(model_content=content, num_threads=num_threads), "tf.lite"
     except ImportError:
-        from rnnedge.errors import MissingDependencyError
+        from rnnedge.errors import MissingDependencyError, install_command
 
-        raise MissingDependencyError("a TFLite interpreter", "pip install ai-edge-litert") from None
+        raise MissingDependencyError("a TFLite interpreter", install_command("ai_edge_litert")) from None
 
 
 def run_interpreter(interp, feeds: list, resize: bool = True) -> list:

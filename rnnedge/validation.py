@@ -48,7 +48,7 @@ import numpy as np
 
 from rnnedge.comparator import (  # noqa: F401 - re-exported: the public names of validation
     EIGHT_BIT, TOLERANCES, case_key, compare, judge, merge, precision_of, tolerance_for)
-from rnnedge.errors import RnnedgeError, UsageError
+from rnnedge.errors import RnnedgeError, UsageError, raise_if_missing
 from rnnedge.manifest import load_manifest, now_iso, save_manifest, sha256_file
 
 REFERENCE = "reference.keras"
@@ -150,6 +150,7 @@ class _Reference:
         try:
             self.runner.load()
         except RnnedgeError as e:
+            raise_if_missing(e)  # a missing package is exit 3 with its install command, never bad input
             raise UsageError(f"{path}: cannot load the reference model: {_short(e)}") from None
         self.model = getattr(self.runner, "model", None)
         self.preprocessing = manifest.get("preprocessing") or {}

@@ -147,7 +147,8 @@ def _keras_predict(export_dir: Path, x: np.ndarray) -> np.ndarray:
 def test_edge_venv_has_no_tensorflow(edge_py, tmp_path):
     r = subprocess.run([str(edge_py), "-c", "import importlib.util as u; import numpy, ai_edge_litert, onnxruntime;"
                         "print(u.find_spec('tensorflow') is None, u.find_spec('rnnedge') is None, "
-                        "u.find_spec('keras') is None)"], capture_output=True, text=True, cwd=tmp_path)
+                        "u.find_spec('keras') is None)"], capture_output=True, text=True, cwd=tmp_path,
+                       env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")})
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["True", "True", "True"]
 
@@ -159,7 +160,7 @@ def test_bundle_layout_and_manifest(bundles, kind, rt):
     b = res.bundle
     model = "model.tflite" if rt == "litert" else "model.onnx"
     expected = {model, "preprocess.json", "manifest.json", "sample_input.npy", "sample_output.npy",
-                "requirements.txt", "README.md", "predict.py", "rnnedge-predict.service"}
+                "requirements.txt", "README.md", "predict.py", "rnnedge-predict@.service"}
     assert {p.name for p in b.iterdir()} == expected
     man = json.loads((b / "manifest.json").read_text())
     assert set(man["files"]) == expected - {"manifest.json"}
@@ -180,8 +181,10 @@ def test_bundle_layout_and_manifest(bundles, kind, rt):
     with tarfile.open(res.tarball) as tf:
         names = {Path(n).name for n in tf.getnames() if "/" in n}
     assert names == expected
-    unit = (b / "rnnedge-predict.service").read_text()
-    assert "predict.py --stream" in unit and "[Install]" in unit and "$" not in unit
+    unit = (b / "rnnedge-predict@.service").read_text()
+    assert "predict.py --stream" in unit and "[Install]" in unit and "User=%i" in unit
+    body = [ln for ln in unit.splitlines() if not ln.startswith("#")]  # the comments hold shell words
+    assert not any("$" in ln for ln in body), body
 
 
 @pytest.mark.parametrize("kind", ["forecast", "sentiment"])
@@ -350,8 +353,8 @@ def test_systemd_unit_is_valid(bundles, tmp_path):
 
     if not shutil.which("systemd-analyze"):
         pytest.skip("systemd-analyze not installed")
-    unit = tmp_path / "rnnedge-predict.service"
-    shutil.copy(bundles["forecast", "litert"].bundle / "rnnedge-predict.service", unit)
+    unit = tmp_path / "rnnedge-predict@pi.service"  # an instance of the template unit
+    shutil.copy(bundles["forecast", "litert"].bundle / "rnnedge-predict@.service", unit)
     r = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     assert r.returncode == 0 and "Unknown" not in r.stderr, r.stderr
 
@@ -410,7 +413,9 @@ def test_an_explicit_runtime_is_used_or_refused(bundles, tmp_path, monkeypatch):
         assert p.returncode == 0 and json.loads(p.stdout)["runtime"] == rt, p.stderr
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([hiding(tmp_path, "tflite_runtime"),
                                                        os.environ.get("PYTHONPATH", "")]))
-    install = "install it with `pip install tflite-runtime==2.14.0 'numpy<2'`"  # the bundle's pinned command
+    pinned = json.loads((tfl / "manifest.json").read_text())["install"]["tflite-runtime"]
+    assert pinned == "pip install 'tflite-runtime==2.14.0' 'numpy<2'"  # pyproject's pins, as every message says
+    install = f"install it with `{pinned}`"  # the bundle's pinned command
     p = predict_here(tfl, "--self-test", "--runtime", "tflite-runtime", env=env)
     assert p.returncode == 3 and install in p.stderr and p.stdout == "", p.stderr  # not litert in its place
     for b, rt, ext, fits in ((tfl, "onnxruntime", ".tflite", "litert or tflite-runtime"),

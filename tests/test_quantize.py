@@ -484,7 +484,7 @@ def test_bigger_file_warns_loudly_with_the_reason(tiny_dir, tmp_path):
     r = _cli([d, "--mode", "int8", "--format", "onnx"])
     assert r.exit_code == 0, r.output
     text = " ".join(r.output.split())
-    assert "WARNING model.int8.onnx" in text and "not smaller" in text and "KiB" in text, text
+    assert "warning: model.int8.onnx is" in text and "not smaller" in text and "KiB" in text, text
     q = load_manifest(d)["artifacts"]["model.int8.onnx"]["quantization"]
     assert q["ratio"] >= 1.0 and "still float32" in q["warning"] and "RNN" in q["warning"]
     with pytest.warns(RuntimeWarning, match="not smaller"):  # the Python API says it too

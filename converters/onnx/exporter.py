@@ -6,18 +6,18 @@ from pathlib import Path
 import numpy as np
 
 from converters.registry import ExportOptions
-from rnnedge.errors import ConversionError, MissingDependencyError
+from rnnedge.errors import ConversionError, MissingDependencyError, install_command
 
 SELF_CHECK_TOL = 1e-4
 
 
-def _need(module: str, install: str):
+def _need(module: str):
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise MissingDependencyError(module, install) from e
+        raise MissingDependencyError(module, install_command(module)) from e
 
 
 def random_feeds(model, inputs_info: list[dict], batch: int = 2, seq_len: int | None = None,
@@ -90,7 +90,7 @@ def keras_outputs(model, feeds: dict, input_names: list[str]) -> list[np.ndarray
 
 
 def ort_session(path_or_bytes):
-    ort = _need("onnxruntime", "pip install onnxruntime")
+    ort = _need("onnxruntime")
     so = ort.SessionOptions()
     so.log_severity_level = 3
     return ort.InferenceSession(path_or_bytes if isinstance(path_or_bytes, (bytes, str)) else str(path_or_bytes),
@@ -117,7 +117,7 @@ def self_check(model, session, info: dict, batch: int = 2, seq_len: int | None =
 
 
 def build_onnx(model, options: ExportOptions):
-    _need("onnx", "pip install onnx")
+    _need("onnx")
     from converters.onnx.graph import convert_model
 
     return convert_model(model, options)

@@ -266,10 +266,10 @@ def convert_fallback(ctx, op, args, kwargs, native_error: Exception | None = Non
         import tensorflow  # noqa: F401
         import tf2onnx  # noqa: F401
     except ImportError as e:
-        from rnnedge.errors import MissingDependencyError
+        from rnnedge.errors import MissingDependencyError, install_command
 
         raise MissingDependencyError(f"{e.name} (ONNX fallback for layer '{op.name}')",
-                                     "pip install 'rnnedge[build]'") from e
+                                     install_command(e.name or "build")) from e
     values: list[Value] = []
     _values_in(list(args), values)
     _values_in(dict(kwargs), values)
@@ -280,6 +280,9 @@ def convert_fallback(ctx, op, args, kwargs, native_error: Exception | None = Non
     except MaskError as e:
         raise _refuse(op, f"cannot keep Keras's mask semantics: {e}", native_error) from e
     except Exception as e:  # noqa: BLE001  (TF tracing or tf2onnx: anything is a refusal here)
+        from rnnedge.errors import raise_if_missing
+
+        raise_if_missing(e)  # a missing package is exit 3, not a refusal
         raise _refuse(op, f"cannot trace or convert it: {type(e).__name__}: {_first_line(e)}",
                       native_error) from e
     bad = unknown_ops(mp.graph)

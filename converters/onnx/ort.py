@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from converters.registry import ExportOptions
-from rnnedge.errors import ConversionError, MissingDependencyError
+from rnnedge.errors import ConversionError, MissingDependencyError, install_command
 
 
 def convert_file(onnx_path: Path, ort_path: Path, config_path: Path | None = None, *,
@@ -32,7 +32,7 @@ def convert_file(onnx_path: Path, ort_path: Path, config_path: Path | None = Non
             convert_onnx_models_to_ort,
         )
     except ImportError as e:
-        raise MissingDependencyError("onnxruntime (tools)", "pip install onnxruntime") from e
+        raise MissingDependencyError("onnxruntime (tools)", install_command("onnxruntime")) from e
     with tempfile.TemporaryDirectory(prefix="rnnedge-ort-") as tmp:
         tmp = Path(tmp)
         src = tmp / "src" / "model.onnx"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from converters.streaming.plan import StepPlan, dense_activation
-from rnnedge.errors import ConversionError, MissingDependencyError
+from rnnedge.errors import ConversionError, MissingDependencyError, install_command
 
 OPSET = 17
 IR_VERSION = 8
@@ -98,7 +98,7 @@ def build_onnx_step(plan: StepPlan):
         import onnx
         from onnx import TensorProto, helper
     except ImportError:
-        raise MissingDependencyError("onnx", "pip install onnx") from None
+        raise MissingDependencyError("onnx", install_command("onnx")) from None
     from converters.onnx.activations import rnn_activation_attrs
     from converters.onnx.recurrent import _act, cell_weights
 
@@ -179,7 +179,7 @@ def onnx_step_runner(data: bytes):
     try:
         import onnxruntime as ort
     except ImportError:
-        raise MissingDependencyError("onnxruntime", "pip install onnxruntime") from None
+        raise MissingDependencyError("onnxruntime", install_command("onnxruntime")) from None
     so = ort.SessionOptions()
     so.log_severity_level = 3
     sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])

@@ -9,7 +9,7 @@ ops only (no WHILE, no Flex). The signature's input/output names are the state n
 from __future__ import annotations
 
 from converters.streaming.plan import StepPlan
-from rnnedge.errors import ConversionError, MissingDependencyError
+from rnnedge.errors import ConversionError, MissingDependencyError, install_command
 
 BATCH = 1
 
@@ -18,7 +18,7 @@ def _tf():
     try:
         import tensorflow as tf
     except ImportError:
-        raise MissingDependencyError("TensorFlow (to convert to TFLite)", "pip install tensorflow-cpu") from None
+        raise MissingDependencyError("TensorFlow (to convert to TFLite)", install_command("tensorflow")) from None
     return tf
 
 

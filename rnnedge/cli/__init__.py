@@ -105,9 +105,55 @@ def cli(ctx, debug, verbose):
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    """A Python warning as ``warning: MESSAGE`` (no source line; --verbose shows Python's form)."""
+    """A Python warning as one ``warning: MESSAGE`` line (no source line; --verbose shows Python's form)."""
+    if file is None:
+        warn(message)
+        return
+    from rnnedge import quiet
+
+    if quiet.is_noise(one_line(message)):
+        return
     try:
-        (file or sys.stderr).write(f"warning: {message}\n")
+        file.write(f"warning: {one_line(message)}\n")
+    except (OSError, ValueError):
+        pass
+
+
+def show_warnings(said=(), caught=(), *, besides=()) -> None:
+    """Print each Python warning of ``caught`` (``warnings.catch_warnings(record=True)``) that does
+    not repeat an artifact warning of ``said`` or ``besides``, then the artifact warnings ``said``
+    (``(artifact, text)`` pairs, :func:`rnnedge.manifest.artifact_warnings`)."""
+    said = list(said)
+    known = [one_line(text) for _, text in [*said, *besides]]
+    for w in caught:
+        if not any(one_line(w.message).split(": ", 1)[-1][:80] in text for text in known):
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    for name, text in said:
+        warn(text, artifact=name)
+
+
+def one_line(message) -> str:
+    """``message`` as one line: whitespace and newlines collapsed, a leading ``Warning:`` dropped
+    (``warning: Warning: ...`` says it twice)."""
+    text = " ".join(str(message).split())
+    return text[len("warning:"):].lstrip() if text.lower().startswith("warning:") else text
+
+
+def warn(message, *, artifact: str | None = None) -> None:
+    """Print ``warning: MESSAGE`` on stderr, as one line (:func:`one_line`): the one place the CLI
+    prints warnings (Python warnings, artifacts' warnings from manifests, deploy's). ``artifact``:
+    the message is about that file, ``NAME: `` is put before it unless it already starts so."""
+    from rich.markup import escape
+
+    from rnnedge import quiet
+
+    text = one_line(message)
+    if not quiet.verbose() and quiet.is_noise(text):  # known noise (e.g. Keras's mask warning)
+        return
+    if artifact and not (text.startswith(artifact) and text[len(artifact):][:1] in (":", " ")):
+        text = f"{artifact}: {text}"  # (a message that starts with the name says it once)
+    try:
+        err_console().print(f"[yellow]warning:[/] {escape(text)}")
     except (OSError, ValueError):
         pass
 
@@ -133,6 +179,71 @@ def console(stderr: bool = False):
     except ValueError:
         width = LOG_WIDTH
     return Console(stderr=stderr, highlight=False, soft_wrap=True, width=max(width, 40))
+
+
+class Col:
+    """A column of :func:`print_table`: ``name`` (its header; a space in it may break the header
+    into lines), ``right`` (right-justified: numbers), ``wrap`` (its text may wrap, at spaces only;
+    otherwise a cell stays on one line), ``drop`` (when the table does not fit the console, columns
+    are left out highest ``drop`` first; None: always kept)."""
+
+    def __init__(self, name: str, *, right: bool = False, wrap: bool = False, drop: int | None = None):
+        self.name, self.right, self.wrap, self.drop = name, right, wrap, drop
+
+
+def print_table(con, title, columns: list, rows: list, *, after=()) -> list[str]:
+    """Print a table that reads in ``con``'s width (80 columns too): a cell is never broken inside
+    a word (artifact names and numbers stay whole on one line; text columns and headers wrap at
+    spaces only); when even that does not fit, the columns with a ``drop`` rank are left out,
+    highest first, and a line below the table names them (``--json`` has them). ``rows``: cells as
+    rich markup. ``after``: lines printed below the table (long notes that would make a column too
+    tall). Returns the names of the columns left out."""
+    from rich.table import Table
+    from rich.text import Text
+
+    cells = [[Text.from_markup(str(v)) for v in r] for r in rows]
+
+    def longest_word(text: str) -> int:
+        return max((len(w) for w in text.split()), default=0)
+
+    def widths(i):  # (narrowest, natural) width of column i
+        c = columns[i]
+        vals = [r[i].plain for r in cells]
+        lo = max([longest_word(c.name)] + [longest_word(v) if c.wrap else len(v) for v in vals])
+        hi = max([len(c.name)] + [len(v) for v in vals])
+        return lo, max(lo, hi)
+
+    keep = list(range(len(columns)))
+    while True:
+        lohi = {i: widths(i) for i in keep}
+        room = con.width - 3 * len(keep) - 1  # borders and a space of padding each side
+        droppable = [i for i in keep if columns[i].drop is not None]
+        if sum(lo for lo, _ in lohi.values()) <= room or not droppable:
+            break
+        keep.remove(max(droppable, key=lambda i: columns[i].drop))
+    width = {i: lo for i, (lo, _) in lohi.items()}
+    spare = room - sum(width.values())
+    while spare > 0:  # grow the columns towards their natural width, one character at a time each
+        grow = [i for i in keep if width[i] < lohi[i][1]]
+        for i in grow[:spare]:
+            width[i] += 1
+        spare -= len(grow[:spare])
+        if not grow:
+            break
+    t = Table(title=title)
+    for i in keep:
+        c = columns[i]
+        t.add_column(Text(c.name, no_wrap=False, overflow="fold"), justify="right" if c.right else "left", width=width[i],
+                     no_wrap=not c.wrap, overflow="fold")
+    for r in cells:
+        t.add_row(*(r[i] for i in keep))
+    con.print(t)
+    left_out = [c.name for i, c in enumerate(columns) if i not in keep]
+    if left_out:
+        con.print(f"(not shown at {con.width} columns: {', '.join(left_out)}; --json has them)")
+    for line in after:
+        con.print(line)
+    return left_out
 
 
 def err_console():

@@ -66,7 +66,13 @@ def command(artifacts, provider, batch_sizes, seq_lens, warmup, runs, threads, i
                      interpreter=interpreter, progress=not no_progress and sys.stderr.isatty())
     to_stdout = json_file == "-"
     con = console(stderr=to_stdout)
-    con.print(B.table(result))
+    from rich.markup import escape
+
+    from rnnedge.cli import Col, print_table
+
+    title, rows = B.table_rows(result)
+    print_table(con, escape(title), [Col(n, right=r, wrap=True, drop=d) for n, r, d in B.TABLE_COLUMNS],
+                [[escape(v) for v in r] for r in rows])
     for s in result["skipped"]:
         con.print(f"[yellow]skipped[/] {s['artifact']} batch {s['batch_size']} seq {s['seq_len']}: {s['reason']}")
     for n in result["notes"]:

@@ -22,7 +22,14 @@ def command(preset, out_dir, epochs, samples, runs, as_json):
         else:
             status.stop()
 
-    res = demo(preset, out_dir, epochs=epochs, samples=samples, bench_runs=runs, on_step=None if as_json else on_step)
+    import warnings
+
+    from rnnedge.cli import show_warnings
+    from rnnedge.manifest import artifact_warnings, load_manifest
+
+    with warnings.catch_warnings(record=True) as caught:  # printed below the summary (not into the spinner)
+        res = demo(preset, out_dir, epochs=epochs, samples=samples, bench_runs=runs,
+                   on_step=None if as_json else on_step)
     if as_json:
         from rnnedge.cli import print_json
 
@@ -38,6 +45,8 @@ def command(preset, out_dir, epochs, samples, runs, as_json):
         for fmt, why in res.skipped_formats.items():
             out.print(f"[yellow]skipped {fmt}:[/] {escape(why)}")
         out.print(f"bundle: {res.bundle}")
+    # every artifact's warning from the export's manifest (e.g. a TFLite length fixed), once each
+    show_warnings(artifact_warnings(load_manifest(res.export_dir).get("artifacts") if res.export_dir else {}), caught)
     if not res.ok:
         from rnnedge.errors import ParityError
 

@@ -1,6 +1,7 @@
 """``rnnedge deploy DIR``: a Raspberry Pi bundle (folder + .tar.gz) from an export folder.
 
-Exit codes: 0 bundle written, 1 the sample does not reproduce here (ParityError), 2 bad input,
+Exit codes: 0 bundle written, 1 the artifact failed its parity check at export, or the sample
+does not reproduce here (ParityError; --force ships it anyway, with a warning), 2 bad input,
 3 missing dependency, 4 the model cannot run in the chosen runtime (e.g. tflite-runtime 2.14).
 """
 from __future__ import annotations
@@ -21,23 +22,32 @@ import click
 @click.option("--model", default=None, help="Artifact file to ship (default model.tflite / model.onnx).")
 @click.option("--tolerance", type=click.FloatRange(min=0), default=None,
               help="Absolute tolerance for the recorded sample [default 1e-5; quantized: 3x the error measured here].")
+@click.option("--user", default=None,
+              help="User the systemd service runs as [default: the user who installs the bundle on the Pi].")
+@click.option("--force", is_flag=True,
+              help="Ship an artifact whose parity check failed (with a warning; the bundle's manifest records it).")
 @click.option("--no-tarball", is_flag=True, help="Do not write BUNDLE.tar.gz.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def command(export_dir, target, runtime, pi_os, out, model, tolerance, no_tarball, as_json):
+def command(export_dir, target, runtime, pi_os, out, model, tolerance, user, force, no_tarball, as_json):
     """Make a Raspberry Pi bundle from EXPORT_DIR (manifest.json + reference.keras + artifacts).
 
     The bundle runs with numpy and one runtime (no TensorFlow): predict.py, the model,
     preprocess.json, a sample input/output from the Keras reference, requirements.txt,
     README.md, a systemd unit and a manifest with every file's sha256.
     """
+    import warnings
+
+    from rnnedge.cli import show_warnings
     from rnnedge.deployment import deploy
 
-    res = deploy(export_dir, target=target, runtime=runtime, out=out, pi_os=pi_os, tarball=not no_tarball,
-                 model=model, tolerance=tolerance)
+    with warnings.catch_warnings(record=True) as caught:  # printed last, one line each: not to be missed
+        res = deploy(export_dir, target=target, runtime=runtime, out=out, pi_os=pi_os, tarball=not no_tarball,
+                     model=model, tolerance=tolerance, user=user, force=force)
     if as_json:
         from rnnedge.cli import print_json
 
         print_json(res.to_dict())
+        show_warnings(caught=caught)
         return
     from rich.table import Table
 
@@ -61,3 +71,4 @@ def command(export_dir, target, runtime, pi_os, out, model, tolerance, no_tarbal
     if res.tarball:
         c.print(f"tarball: {res.tarball}")
     c.print("on the Pi: pip install -r requirements.txt && python predict.py --self-test")
+    show_warnings(caught=caught)

@@ -33,8 +33,11 @@ def command(source, formats, out_dir, opset, batch_size, seq_len, allow_flex, qu
     qs = [q.strip() for spec in quantize for q in spec.split(",") if q.strip()]
     import warnings
 
+    from rnnedge.cli import show_warnings
+    from rnnedge.manifest import artifact_warnings
+
     failed = None
-    said: list[str] = []
+    said: list = []
     caught: list = []
     try:
         with warnings.catch_warnings(record=True) as caught:  # artifacts' warnings: printed once, below
@@ -45,12 +48,9 @@ def command(source, formats, out_dir, opset, batch_size, seq_len, allow_flex, qu
                 if getattr(e, "result", None) is None:
                     raise
                 res, failed = e.result, e
-        said = [e["warning"] if e["warning"].startswith(name) else f"{name}: {e['warning']}"
-                for name, e in res.artifacts.items() if e.get("warning")]
+        said = artifact_warnings(res.artifacts)
     finally:  # the others as Python shows them
-        for w in caught:
-            if not any(str(w.message).split(": ", 1)[-1][:80] in s for s in said):
-                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        show_warnings(caught=caught, besides=said)
     if as_json:
         from rnnedge.cli import print_json
 
@@ -58,7 +58,7 @@ def command(source, formats, out_dir, opset, batch_size, seq_len, allow_flex, qu
                     "validation": res.validation})
     else:
         _print(res)
-    _print_warnings(said)
+    show_warnings(said)
     if failed is not None:
         raise failed
     if res.validation is not None:
@@ -79,48 +79,37 @@ def _raise_for_missing_runtime(report: dict, out_dir) -> None:
                                  f"check {why}; then run `rnnedge validate {out_dir}`")
 
 
-def _print_warnings(lines: list[str]) -> None:
-    """One ``warning:`` line on stderr per artifact warning (e.g. a TFLite length fixed at export)."""
-    if not lines:
-        return
-    from rich.markup import escape
-
-    from rnnedge.cli import err_console
-
-    for line in lines:
-        err_console().print(f"[yellow]warning:[/] {escape(line)}")
-
 
 def _print(res) -> None:
     """The artifacts with their own self-check and the parity verdict of each (by output)."""
     from rich.markup import escape
-    from rich.table import Table
 
-    from rnnedge.cli import console
+    from rnnedge.cli import Col, console, print_table
     from rnnedge.cli.validate import inputs_text, lengths_text
     from rnnedge.validation import is_model_artifact
 
     rows = (res.validation or {}).get("artifacts") or {}
     colors = {"pass": "green", "fail": "red", "error": "red", "skipped": "yellow"}
-    t = Table(title=escape(f"exported to {res.out_dir}" if res.committed else
-                           f"rejected (kept in {res.out_dir})"))
-    for c in ("artifact", "format", "size", "self-check max err", "parity", "max abs err", "samples", "seq len"):
-        t.add_column(c)
+    columns = [Col("artifact"), Col("format", drop=2), Col("size", right=True), Col("self-check max err", right=True,
+               wrap=True, drop=1), Col("parity", wrap=True), Col("max abs err", right=True), Col("samples", right=True, drop=3),
+               Col("seq len", wrap=True, drop=4)]
+    table = []
     for name, e in res.artifacts.items():
         sc = e.get("self_check")
         err = sc.get("max_abs_error") if isinstance(sc, dict) else sc
         row = rows.get(name) or {}
         v = row.get("verdict")
         errs = [o.get("max_abs") for o in (row.get("outputs") or {}).values() if o.get("max_abs") is not None]
-        t.add_row(escape(name), str(e.get("format", "")), f"{e.get('size', 0):,}",
-                  "-" if err is None else f"{err:.2e}" if isinstance(err, float) else str(err),
-                  f"[{colors.get(v, 'white')}]{v}[/]" if v else
-                  "not checked" if is_model_artifact(name, e) else "-",  # a side file: no model to check
-                  f"{max(errs):.2e}" if errs else "-",
-                  str(row["samples"]) if row.get("samples") is not None else "-",
-                  escape(lengths_text(row)) if row else "-")
+        table.append([escape(name), str(e.get("format", "")), f"{e.get('size', 0):,}",
+                      "-" if err is None else f"{err:.2e}" if isinstance(err, float) else escape(str(err)),
+                      f"[{colors.get(v, 'white')}]{v}[/]" if v else
+                      "not checked" if is_model_artifact(name, e) else "-",  # a side file: no model to check
+                      f"{max(errs):.2e}" if errs else "-",
+                      str(row["samples"]) if row.get("samples") is not None else "-",
+                      escape(lengths_text(row)) if row else "-"])
     con = console()
-    con.print(t)
+    print_table(con, escape(f"exported to {res.out_dir}" if res.committed else f"rejected (kept in {res.out_dir})"),
+                columns, table)
     if res.validation is None:
         con.print("parity not checked (--no-validate)")
         return

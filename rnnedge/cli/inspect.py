@@ -15,21 +15,21 @@ def command(source, as_json):
 
         print_json(info)
         return
-    from rich.table import Table
+    from rich.markup import escape
 
-    from rnnedge.cli import console
+    from rnnedge.cli import Col, console, print_table
 
     fmt = lambda s: "(" + ", ".join("None" if d is None else str(d) for d in s) + ")"  # noqa: E731
     conv = info.get("conversion") or {}
-    t = Table(title=f"{info['name']}  ({info['source'].get('kind')})")
-    for c in ("layer", "type", "output shape", "params", *conv):
-        t.add_column(c, justify="right" if c == "params" else "left")
+    rows = []
     for r in info["layers"]:
         typ = r["type"] + (f"({r['wraps']})" if r.get("wraps") else "")
-        t.add_row(r["name"], typ, " ".join(fmt(s) for s in r["output_shapes"]), f"{r['params']:,}",
-                  *(r.get("conversion", {}).get(a, "") for a in conv))
+        rows.append([escape(v) for v in (r["name"], typ, " ".join(fmt(s) for s in r["output_shapes"]),
+                                         f"{r['params']:,}", *(r.get("conversion", {}).get(a, "") for a in conv))])
     c = console()
-    c.print(t)
+    columns = [Col("layer"), Col("type", wrap=True), Col("output shape", wrap=True), Col("params", right=True),
+               *(Col(a, wrap=True) for a in conv)]
+    print_table(c, escape(f"{info['name']}  ({info['source'].get('kind')})"), columns, rows)
     p = info["params"]
     c.print(f"parameters: {p['total']:,} (trainable {p['trainable']:,})")
     rows = {r["name"] for r in info["layers"]}

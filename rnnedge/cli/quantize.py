@@ -41,7 +41,8 @@ def command(folder, modes, fmt, calibration, calibration_samples, per_channel, r
     """Quantize the float artifacts in FOLDER (an export folder with manifest.json).
 
     Writes model.<mode>.onnx / model.<mode>.tflite next to the float files and records
-    mode, source, sizes and ratio in manifest.json. Exit 1 when a mode failed.
+    mode, source, sizes and ratio in manifest.json. Exit 1 when a mode failed, else 3 when one
+    could not run because a package is not installed (the message gives the install command).
     """
     from rnnedge.quantization import quantize
 
@@ -53,7 +54,11 @@ def command(folder, modes, fmt, calibration, calibration_samples, per_channel, r
         res = quantize(folder, mode_list, formats=fmt, calibration=calibration, per_channel=per_channel,
                        reduce_range=reduce_range, calibration_samples=calibration_samples,
                        keep_recurrent_float=fp16_keep_recurrent_float)
-    failed = [n for n, e in res.items() if "error" in e]
+    failed = [n for n, e in res.items() if "error" in e and not e.get("missing_dependency")]
+    missing: dict[str, list[str]] = {}  # install command -> what it installs
+    for e in res.values():
+        if e.get("missing_dependency") and e["missing_dependency"] not in missing.get(e["install"], []):
+            missing.setdefault(e["install"], []).append(e["missing_dependency"])
     if json_out:
         from rnnedge.manifest import _json_default
 
@@ -68,28 +73,45 @@ def command(folder, modes, fmt, calibration, calibration_samples, per_channel, r
 
     console = _console(stderr=json_out == "-")
     if json_out != "-":
-        from rich.table import Table
+        from rich.markup import escape
 
-        t = Table(title=f"quantize {folder}")
-        for c in ("artifact", "mode", "source", "before", "after", "ratio", "notes"):
-            t.add_column(c, overflow="fold")
+        from rnnedge.cli import Col, print_table
+
+        columns = [Col("artifact"), Col("mode"), Col("source", drop=1), Col("before", right=True),
+                   Col("after", right=True), Col("ratio", right=True), Col("result", wrap=True)]
+        rows, below = [], []  # the notes go below the table: one line each, never a tall cell
         for name, e in res.items():
             q = e.get("quantization", {})
+            if e.get("missing_dependency"):
+                rows.append([escape(name), q.get("mode", "-"), escape(q.get("source", "-")), "-", "-", "-",
+                             "[yellow]not made[/]"])
+                below.append(f"[yellow]{escape(name)}[/]: not made: {escape(e['missing_dependency'])} is not installed")
+                continue
             if "error" in e:
-                t.add_row(name, q.get("mode", "-"), q.get("source", "-"), "-", "-", "-",
-                          f"[red]error: {e['error']}[/]")
+                rows.append([escape(name), q.get("mode", "-"), escape(q.get("source", "-")), "-", "-", "-",
+                             "[red]error[/]"])
+                below.append(f"[red]{escape(name)}[/]: error: {escape(e['error'])}")
                 continue
             notes = list(q.get("notes") or [])
             if q.get("method"):
                 notes.insert(0, str(q["method"]))
             if "reduce_range" in q:
                 notes.insert(0, f"reduce_range={q['reduce_range']} ({q.get('reduce_range_reason', '')})")
-            t.add_row(name, q.get("mode", "-"), q.get("source", "-"), _size(q.get("size_before")),
-                      _size(q.get("size_after")), f"{q.get('ratio', 0):.2f}", "; ".join(notes))
-        console.print(t)
-    for name, e in res.items():  # loud, also with --json -: a bigger file, a runtime that cannot load it
-        for w in (e.get("quantization", {}).get("warning"), e.get("warning")):
-            if w:
-                console.print(f"[bold yellow]WARNING[/] {name}: {w}")
+            rows.append([escape(name), q.get("mode", "-"), escape(q.get("source", "-")), _size(q.get("size_before")),
+                         _size(q.get("size_after")), f"{q.get('ratio', 0):.2f}", "[green]written[/]"])
+            if notes:
+                below.append(f"{escape(name)}: {escape('; '.join(notes))}")
+        print_table(console, f"quantize {escape(str(folder))}", columns, rows, after=below)
+    from rnnedge.cli import show_warnings
+    from rnnedge.manifest import artifact_warnings
+
+    show_warnings(artifact_warnings(res))  # loud, also with --json -: a bigger file, a fixed length
     if failed:
         sys.exit(1)
+    if missing:  # nothing failed, something could not run: exit 3 with the install command(s)
+        from rnnedge.errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            "; ".join(" and ".join(w) for w in missing.values()), " && ".join(missing),
+            message="; ".join(f"{' and '.join(w)} {'is' if len(w) == 1 else 'are'} not available: install "
+                              f"{'it' if len(w) == 1 else 'them'} with `{cmd}`" for cmd, w in missing.items()))

@@ -79,13 +79,15 @@ def inputs_text(report: dict) -> str:
 def render(report: dict, console) -> None:
     """A table (one row per artifact output, by position) and one line per artifact that did not pass."""
     from rich.markup import escape
-    from rich.table import Table
+
+    from rnnedge.cli import Col, print_table
 
     colors = {"pass": "green", "fail": "red", "error": "red", "skipped": "yellow"}
-    t = Table(title=escape(inputs_text(report)))
-    for c in ("artifact", "precision", "samples", "seq len", "output", "verdict", "max abs", "mean abs", "max rel",
-              "cosine", "top-1", "tolerance"):
-        t.add_column(c, no_wrap=c in ("max abs", "mean abs", "max rel", "cosine", "top-1"))
+    columns = [Col("artifact"), Col("precision", drop=2), Col("samples", right=True, drop=8),
+               Col("seq len", wrap=True, drop=7), Col("output", wrap=True), Col("verdict", wrap=True),
+               Col("max abs", right=True), Col("mean abs", right=True, drop=5), Col("max rel", right=True, drop=6),
+               Col("cosine", right=True, drop=4), Col("top-1", right=True, drop=3), Col("tolerance", wrap=True, drop=1)]
+    table = []
     for name, row in report["artifacts"].items():
         tol = row.get("tolerance") or {}
         tol_s = f"{tol.get('atol', 0):g}/{tol.get('rtol', 0):g}"
@@ -95,8 +97,8 @@ def render(report: dict, console) -> None:
         n = str(row["samples"]) if row.get("samples") is not None else "-"
         lens = escape(lengths_text(row))
         if not outs:
-            t.add_row(escape(name), str(row.get("precision")), n, lens, "-", f"[{colors.get(v, 'white')}]{v}[/]",
-                      "-", "-", "-", "-", "-", " ".join(x for x in (tol_s, top1_s) if x))
+            table.append([escape(name), str(row.get("precision")), n, lens, "-", f"[{colors.get(v, 'white')}]{v}[/]",
+                          "-", "-", "-", "-", "-", " ".join(x for x in (tol_s, top1_s) if x)])
             continue
         for i, (oname, m) in enumerate(outs.items()):
             ov = m["verdict"]
@@ -105,13 +107,13 @@ def render(report: dict, console) -> None:
             if m.get("artifact_output") not in (None, oname):
                 label += f" ({m['artifact_output']})"
             first = i == 0
-            t.add_row(escape(name) if first else "", str(row.get("precision")) if first else "",
-                      n if first else "", lens if first else "",
-                      escape(label), f"[{colors.get(ov, 'white')}]{ov}{by}[/]",
-                      _fmt(m["max_abs"]), _fmt(m["mean_abs"]), _fmt(m["max_rel"]), _fmt(m["cosine"], ".6f"),
-                      _fmt(m.get("top1_agreement"), ".3f"),
-                      top1_s if m["judged_by"] == "top1_agreement" else tol_s)  # what judged this output
-    console.print(t)
+            table.append([escape(name) if first else "", str(row.get("precision")) if first else "",
+                          n if first else "", lens if first else "",
+                          escape(label), f"[{colors.get(ov, 'white')}]{ov}{by}[/]",
+                          _fmt(m["max_abs"]), _fmt(m["mean_abs"]), _fmt(m["max_rel"]), _fmt(m["cosine"], ".6f"),
+                          _fmt(m.get("top1_agreement"), ".3f"),
+                          top1_s if m["judged_by"] == "top1_agreement" else tol_s])  # what judged this output
+    print_table(console, escape(inputs_text(report)), columns, table)
     for name, row in report["artifacts"].items():
         v = row["verdict"]
         extra = "; ".join(row.get("notes") or [])

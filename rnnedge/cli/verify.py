@@ -38,8 +38,10 @@ def command(bundle, runtime, python, hashes_only, as_json):
     for ch in rep.checks:
         t.add_row(ch["check"], ch["file"] or "", "[green]ok[/]" if ch["ok"] else "[red]FAIL[/]", ch["detail"])
     c.print(t)
+    from rnnedge.cli import warn
+
     for w in rep.warnings:
-        c.print(f"[yellow]warning:[/] {w}")
+        warn(w)
     if rep.ok:
         c.print("[bold green]OK[/]: the bundle is intact and reproduces its sample")
     else:

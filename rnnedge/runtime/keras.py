@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from rnnedge.errors import MissingDependencyError, RnnedgeError, UsageError, install_command
+from rnnedge.errors import MissingDependencyError, RnnedgeError, UsageError, install_command, raise_if_missing
 from rnnedge.runtime.base import Runner, TensorInfo
 
 
@@ -66,6 +66,7 @@ class KerasRunner(Runner):
 
             self.model = load_model(self.path)
         except Exception as e:  # noqa: BLE001 - custom objects, bad archive...
+            raise_if_missing(e)
             raise RnnedgeError(f"{self.path}: Keras could not load the model: {e}") from None
         m = self.model
         self.inputs = [

@@ -36,14 +36,15 @@ import numpy as np
 from rnnedge.errors import MissingDependencyError, RnnedgeError, UsageError, install_command
 from rnnedge.runtime.base import Runner, TensorInfo
 
-# short name -> (EP name, the command that installs it or None, a note: what else it needs)
+# short name -> (EP name, the pip package that has it or None, a note: what else it needs);
+# "onnxruntime" is rnnedge's own extra (installed as :func:`install_command` says)
 PROVIDERS: dict[str, tuple[str, str | None, str | None]] = {
-    "cpu": ("CPUExecutionProvider", "pip install onnxruntime", None),
-    "cuda": ("CUDAExecutionProvider", "pip install onnxruntime-gpu", "and a CUDA 12/13 + cuDNN 9 runtime"),
-    "tensorrt": ("TensorrtExecutionProvider", "pip install onnxruntime-gpu", "and the TensorRT libraries"),
-    "openvino": ("OpenVINOExecutionProvider", "pip install onnxruntime-openvino", None),
-    "dml": ("DmlExecutionProvider", "pip install onnxruntime-directml", "on Windows"),
-    "coreml": ("CoreMLExecutionProvider", "pip install onnxruntime", "on macOS: the macOS wheel has CoreML"),
+    "cpu": ("CPUExecutionProvider", "onnxruntime", None),
+    "cuda": ("CUDAExecutionProvider", "onnxruntime-gpu", "and a CUDA 12/13 + cuDNN 9 runtime"),
+    "tensorrt": ("TensorrtExecutionProvider", "onnxruntime-gpu", "and the TensorRT libraries"),
+    "openvino": ("OpenVINOExecutionProvider", "onnxruntime-openvino", None),
+    "dml": ("DmlExecutionProvider", "onnxruntime-directml", "on Windows"),
+    "coreml": ("CoreMLExecutionProvider", "onnxruntime", "on macOS: the macOS wheel has CoreML"),
     "nnapi": ("NnapiExecutionProvider", None,
               "it takes an Android build of onnxruntime (the onnxruntime-android AAR, or a --use_nnapi build)"),
     "xnnpack": ("XnnpackExecutionProvider", None,
@@ -78,7 +79,9 @@ def missing_provider(ep: str, short: str, available: list[str], why: str | None 
     """The error (exit 3) for an execution provider this onnxruntime lacks, or (``why`` given) one
     that is listed but the session fell back from: the command that installs it in backticks,
     what else it needs after it."""
-    install, note = PROVIDERS.get(short, (ep, None, f"it takes a build of onnxruntime with {ep}"))[1:]
+    package, note = PROVIDERS.get(short, (ep, None, f"it takes a build of onnxruntime with {ep}"))[1:]
+    install = None if package is None else (install_command(package) if package == "onnxruntime"
+                                            else f"pip install {package}")
     if why is None:
         have = f"this onnxruntime {_import_ort().__version__} has {', '.join(available)}"
     else:

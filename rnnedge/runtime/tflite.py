@@ -66,6 +66,9 @@ def _import_interpreter(choice: str):
 
         return tf.lite, "tf.lite"
     except ImportError:
+        if choice == "tf":  # asked for by name: that one, and how to install it
+            raise MissingDependencyError("TensorFlow (--interpreter tf: tf.lite.Interpreter)",
+                                         install_command("tensorflow")) from None
         raise MissingDependencyError("a TFLite interpreter (LiteRT, tflite-runtime or TensorFlow)",
                                      install_command("ai_edge_litert")) from None
 

@@ -115,7 +115,13 @@ def read_spec_file(path: str | os.PathLike) -> dict:
     p = Path(path)
     if not p.exists():
         raise UsageError(f"spec file not found: {p}")
-    text = p.read_text()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:  # e.g. model.onnx / model.tflite given where a model or spec is expected
+        raise UsageError(f"{p}: a binary file, not a spec (YAML/JSON); a model is a preset, a spec, a "
+                         ".keras/.h5 file, a TF.js model.json or an export folder") from None
+    except IsADirectoryError:
+        raise UsageError(f"{p}: a folder, not a spec file (an export folder has a manifest.json)") from None
     if p.suffix.lower() == ".json":
         try:
             return json.loads(text)

@@ -139,8 +139,9 @@ def _tflite_interpreter(which: str):
 
 
 class Model:
-    """The bundle's model in its runtime. ``run(feeds) -> list of outputs``: one row or a batch
-    (rows run one by one when the model's batch size is fixed, see ``batch_free``)."""
+    """The bundle's model in its runtime. ``run(feeds) -> list of outputs``: one row or a batch of
+    any number of rows. ``batch`` is the model's fixed batch size (None: any number of rows in one
+    call); rows then run ``batch`` at a time, the last chunk padded (see ``run``)."""
 
     def __init__(self, bundle_dir=HERE, runtime: str | None = None, threads: int | None = None):
         self.dir = Path(bundle_dir)
@@ -197,7 +198,8 @@ class Model:
             raise BundleError(f"onnxruntime {ort.__version__} cannot load {path.name}: {e}") from None
         self.runtime, self.runtime_version = "onnxruntime", ort.__version__
         self._in_names = [i.name for i in self._sess.get_inputs()]
-        self.batch_free = all(not isinstance(i.shape[0], int) for i in self._sess.get_inputs() if i.shape)
+        self.batch = _fixed_batch([i.shape[0] if i.shape and isinstance(i.shape[0], int) else None
+                                   for i in self._sess.get_inputs()])
         self._kind = "onnx"
 
     # -- LiteRT / tflite-runtime (the first of ``order`` that is installed)
@@ -256,8 +258,8 @@ class Model:
                 idx = named[0] if named else details_in[pos]["index"]
             self._in_idx.append(by_index[idx])
         self._shapes = {d["index"]: [int(v) for v in d["shape"]] for d in self._in_idx}
-        self.batch_free = all(len(d.get("shape_signature", [])) and int(d["shape_signature"][0]) == -1
-                              for d in self._in_idx)
+        self.batch = _fixed_batch([None if len(d.get("shape_signature", [])) and int(d["shape_signature"][0]) == -1
+                                   else int(d["shape"][0]) for d in self._in_idx])
         # outputs in the manifest's (the Keras model's) order: by signature name, else tensor name
         outs = {d["index"]: d for d in details_out}
         by_name = {d["name"]: d for d in details_out}
@@ -273,11 +275,23 @@ class Model:
         or a dict by input name; one row (no batch axis, or batch 1) or a batch of rows, all
         inputs with the same number of rows. InputError for a wrong name, count or shape."""
         arrays = self._arrays(feeds)
-        n = arrays[0].shape[0]
-        if n == 1 or self.batch_free:
+        n, N = arrays[0].shape[0], self.batch
+        if N is None or n == N:
             return self._invoke(arrays)
-        rows = [self._invoke([a[i:i + 1] for a in arrays]) for i in range(n)]  # batch fixed at 1
-        return [np.concatenate(outs, axis=0) for outs in zip(*rows)]
+        # a fixed batch N: N rows per call; the last chunk is filled up by repeating its last row
+        # and only its real rows are kept
+        chunks = []
+        for start in range(0, n, N):
+            part = [a[start:start + N] for a in arrays]
+            k = part[0].shape[0]
+            if k < N:
+                part = [np.concatenate([p, np.repeat(p[-1:], N - k, axis=0)]) for p in part]
+            chunks.append([o[:k] for o in self._invoke(part)])
+        return [np.concatenate(outs, axis=0) for outs in zip(*chunks)]
+
+    def calls(self, rows: int) -> int:
+        """How many runtime calls ``run`` makes for ``rows`` rows."""
+        return 1 if self.batch is None else -(-rows // self.batch)
 
     def _arrays(self, feeds) -> list:
         if isinstance(feeds, np.ndarray):
@@ -338,6 +352,11 @@ class Model:
             it.set_tensor(d["index"], x)
         it.invoke()
         return [np.array(it.get_tensor(d["index"])) for d in self._out_idx]
+
+
+def _fixed_batch(sizes: list):
+    """The model's fixed batch size from its inputs' first axes (None where any is free)."""
+    return None if not sizes or any(v is None or v < 1 for v in sizes) else int(sizes[0])
 
 
 # --------------------------------------------------------------------------- preprocessing
@@ -471,7 +490,15 @@ def summary_line(res: dict) -> str:
         key = next(k for k in ("label", "value", "output") if k in res)
         text = json.dumps(_rounded(res[key]))
         line += f"; {key} {text}" if len(text) <= 80 else f"; {key} {text[:77]}... (--output FILE or --json for all)"
-    how = "row by row (the model's batch size is fixed at 1)" if res["row_by_row"] else "in one batch"
+    b, calls = res.get("batch_size"), res.get("calls", 1)
+    if b is None or b == res["rows"]:
+        how = "in one batch"
+    elif b == 1:
+        how = "row by row (the model's batch size is fixed at 1)"
+    else:
+        pad = b * calls - res["rows"]
+        how = (f"in {calls} call{'s' if calls != 1 else ''} of {b} rows (the model's batch size is fixed at {b}"
+               + (f"; the last call padded with {pad} repeated row{'s' if pad != 1 else ''}, dropped)" if pad else ")"))
     return f"{line}; {res['runtime']} {res['runtime_version']}, {how}, {res['ms']:.1f} ms"
 
 
@@ -672,6 +699,8 @@ def _main(a) -> int:
         if mode not in modes(pre.kind):
             raise InputError(f"--{mode} does not work for this model (preprocessing: {pre.kind or 'none, raw input'}); "
                              "it takes " + ", ".join(f"--{m}" for m in modes(pre.kind)))
+        if a.text is not None and not a.text.strip():  # before the model loads: nothing to classify
+            raise InputError("--text is empty: give the text to run the model on (--stream reads one per line)")
         model = Model(bundle, runtime=a.runtime, threads=a.threads)
         man = model.manifest
         if a.output:
@@ -693,7 +722,8 @@ def _main(a) -> int:
                 save_outputs(a.output, outs, model.outputs)
             res = {"input": a.input, "rows": int(outs[0].shape[0]), "output_file": a.output,
                    "outputs": {s["name"]: list(o.shape) for s, o in zip(model.outputs, outs)},
-                   "row_by_row": not model.batch_free and outs[0].shape[0] > 1,
+                   "batch_size": model.batch, "calls": model.calls(int(outs[0].shape[0])),
+                   "row_by_row": model.batch == 1 and outs[0].shape[0] > 1,
                    "runtime": model.runtime, "runtime_version": model.runtime_version, "ms": ms,
                    **describe(outs, pre, man)}
             print(json.dumps(res) if a.json else summary_line(res), flush=True)
