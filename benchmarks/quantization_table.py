@@ -54,7 +54,7 @@ CLASSIFIERS_128 = {"gru128-classifier": "GRU", "simplernn128-classifier": "Simpl
 MODELS = PRESETS + list(CLASSIFIERS_128)
 ONNX_MODES = ["int8", "uint8", "int8-static", "fp16"]
 TFLITE_MODES = ["dynamic", "int8", "fp16"]
-KEY_OPS = ("LSTM", "GRU", "RNN", "DynamicQuantizeLSTM", "MatMulInteger", "DynamicQuantizeMatMul",
+KEY_OPS = ("LSTM", "GRU", "RNN", "Scan", "If", "DynamicQuantizeLSTM", "MatMulInteger", "DynamicQuantizeMatMul",
            "DequantizeLinear", "QuantizeLinear", "QLinearMatMul", "Loop", "WHILE", "UNIDIRECTIONAL_SEQUENCE_LSTM",
            "BIDIRECTIONAL_SEQUENCE_LSTM", "DEQUANTIZE", "QUANTIZE", "FULLY_CONNECTED")
 
