@@ -17,7 +17,7 @@ def test_demo_forecast_end_to_end(tmp_path, monkeypatch):
     r = CliRunner().invoke(cli, ["demo", "--preset", "forecast", "--epochs", "1", "--samples", "96", "--runs", "3",
                                  "-o", "demo", "--json"])
     assert r.exit_code == 0, r.output[-2000:]
-    res = json.loads(r.output[r.output.index("{"):])
+    res = json.loads(r.stdout)  # JSON alone on stdout; warnings (one line each) go to stderr
     assert res["ok"] is True
     assert [s["step"] for s in res["steps"]] == ["train", "export", "quantize", "validate", "bench", "deploy", "verify"]
     arts = res["validation"]["artifacts"]
