@@ -22,11 +22,18 @@ def _pct(sorted_vals: list[float], q: float) -> float:
 
 
 def interleaved(fns: dict[str, Callable[[], object]], rounds: int = 9, chunk_s: float = 0.04,
-                warmup: int = 3, max_reps: int = 200) -> dict[str, dict]:
+                warmup: int = 3, max_reps: int = 200, gap_s: float = 0.05) -> dict[str, dict]:
     """Time every callable in ``fns``; returns ``{name: {p50_ms, p10_ms, p90_ms, n, noise, rounds}}``.
 
     Each round runs each callable ``reps`` times back to back (``reps`` chosen so a chunk lasts
     about ``chunk_s`` seconds, at least 1); the order of the callables rotates every round.
+
+    ``gap_s``: an idle pause before each chunk. Runtimes keep their worker threads spinning for a
+    while after a run (onnxruntime's ``session.intra_op.allow_spinning`` is on by default; TF's and
+    XNNPACK's pools too), so without it a chunk pays for the previous variant's spinning threads:
+    measured on this 2-core machine (LSTM(256)x2, batch 32, three onnxruntime sessions and Keras in
+    one process), the same LSTM graph took 57.5 ms right after another onnxruntime session and
+    31.7 ms right after Keras; with a 50 ms gap all three sessions took 24-30 ms, as each does alone.
     """
     names = list(fns)
     reps = {}
@@ -42,6 +49,8 @@ def interleaved(fns: dict[str, Callable[[], object]], rounds: int = 9, chunk_s: 
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for k in order:
+            if gap_s:
+                time.sleep(gap_s)
             fn, ts = fns[k], []
             for _ in range(reps[k]):
                 t0 = time.perf_counter()
