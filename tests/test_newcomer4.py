@@ -263,3 +263,21 @@ def test_13_predict_usage_errors_are_one_line_and_summaries_rounded(tok):
     assert r.returncode == 0 and '"reg": [' in r.stdout and '"cls": [' in r.stdout, r.stdout
     numbers = re.findall(r"-?\d+\.\d+(?:e-?\d+)?", r.stdout.split("; output ", 1)[1].split("; onnxruntime")[0])
     assert numbers and all(float(f"{float(n):.4g}") == float(n) for n in numbers), r.stdout  # 4 digits
+
+
+def test_1_2_predict_and_the_runners_say_the_same():
+    """predict.py cannot import rnnedge: its copy of the id rule gives the runners' message."""
+    from rnnedge.errors import UsageError
+    from rnnedge.runtime.base import check_token_ids
+
+    mod = _predict_module(Path(__file__).resolve().parents[1] / "rnnedge" / "deployment" / "templates")
+    spec = {"name": "ids", "dtype": "int64", "vocab_size": 9}
+    for x in (np.array([[1, 9, 12]]), np.array([[-3, 2]]), np.array([[2.0, np.nan]]), np.array([[0.25, 1]], np.float32)):
+        with pytest.raises(UsageError) as ours:
+            check_token_ids("m.onnx", {"ids": 9}, {"ids": x})
+        with pytest.raises(mod.InputError) as theirs:
+            mod.check_ids(spec, x)
+        assert str(ours.value) == "m.onnx: " + str(theirs.value)
+    for x in (np.array([[0, 8]]), np.array([[3.0, 1.0]])):  # in range: both take it
+        check_token_ids("m.onnx", {"ids": 9}, {"ids": x})
+        mod.check_ids(spec, x)

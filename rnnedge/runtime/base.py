@@ -196,7 +196,7 @@ def check_token_ids(path, vocab: dict[str, int], feeds: dict[str, np.ndarray]) -
     is silently truncated; a negative id is wrapped by Keras 3's Embedding, ``ids + vocab``, or by
     onnxruntime's Gather, a padding or tokenizer bug read as a real token). One line
     naming the input, the offending value, where it is and the allowed range. The same rule as
-    the bundle's predict.py (``Model._arrays``)."""
+    the bundle's predict.py (its ``check_ids``; the messages are tested to agree)."""
     from pathlib import Path
 
     from rnnedge.errors import UsageError
