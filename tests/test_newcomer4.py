@@ -272,7 +272,8 @@ def test_1_2_predict_and_the_runners_say_the_same():
 
     mod = _predict_module(Path(__file__).resolve().parents[1] / "rnnedge" / "deployment" / "templates")
     spec = {"name": "ids", "dtype": "int64", "vocab_size": 9}
-    for x in (np.array([[1, 9, 12]]), np.array([[-3, 2]]), np.array([[2.0, np.nan]]), np.array([[0.25, 1]], np.float32)):
+    for x in (np.array([[1, 9, 12]]), np.array([[-3, 2]]), np.array([[2.0, np.nan]]),
+              np.array([[0.25, 1]], np.float32)):
         with pytest.raises(UsageError) as ours:
             check_token_ids("m.onnx", {"ids": 9}, {"ids": x})
         with pytest.raises(mod.InputError) as theirs:

@@ -185,8 +185,9 @@ class OnnxRunner(Runner):
         g = onnx.load(self.path, load_external_data=False).graph
         rows = {t.name: int(t.dims[0]) for t in g.initializer if len(t.dims) == 2}
         for n in g.node:  # Constant nodes hold tables too
-            if n.op_type == "Constant" and n.attribute and n.attribute[0].HasField("t") and len(n.attribute[0].t.dims) == 2:
-                rows[n.output[0]] = int(n.attribute[0].t.dims[0])
+            t = n.attribute[0].t if n.op_type == "Constant" and n.attribute and n.attribute[0].HasField("t") else None
+            if t is not None and len(t.dims) == 2:
+                rows[n.output[0]] = int(t.dims[0])
         names = {i.name for i in self.inputs}
         axis = lambda n: next((a.i for a in n.attribute if a.name == "axis"), 0)  # noqa: E731 - rows: axis 0
         return embedding_vocab([(n.op_type if axis(n) == 0 else "", list(n.input), list(n.output)) for n in g.node],
