@@ -160,18 +160,23 @@ def test_validate_result_catches_problems(result):
 
 
 def test_token_inputs_respect_manifest_vocab(arts):
+    from rnnedge.errors import UsageError
     from rnnedge.runtime import open_runner
 
     tok = arts / "tok" / "tokens.onnx"
-    res = B.bench([tok], seq_lens=[20], batch_sizes=[8], runs=2, warmup=0)  # ids up to 9 >= vocab 7
-    assert res["cases"] == [] and "onnxruntime failed to run" in res["skipped"][0]["reason"]
-    assert "indices" in res["skipped"][0]["reason"]
-    (tok.parent / "manifest.json").write_text(json.dumps(
-        {"preprocessing": {"vocab_size": 7}, "artifacts": {"tokens.onnx": {"format": "onnx"}}}))
+    # no manifest: the graph's Gather table (7 rows) gives the vocabulary
     res = B.bench([tok], seq_lens=[20], batch_sizes=[8], runs=2, warmup=0)
     (c,) = res["cases"]
     assert c["input_shapes"] == {"tokens": [8, 20]} and c["throughput"]["timesteps_per_s"] > 0
     with open_runner(tok) as r:
+        assert r.vocab_sizes() == {"tokens": 7}
+        with pytest.raises(UsageError, match=r"takes token ids in \[0, 7\) .*got 9 at \[0, 1\]"):
+            r.run({"tokens": np.array([[1, 9]], np.int64)})  # the twin: what onnxruntime would fail on
+        r._graph_vocab = lambda: {}  # a graph that shows none (an .ort file, no onnx package)
+        r._vocab = None
+        assert B.vocab_sizes(tok, r) == {}  # DEFAULT_VOCAB (16) then
+        (tok.parent / "manifest.json").write_text(json.dumps(
+            {"preprocessing": {"vocab_size": 7}, "artifacts": {"tokens.onnx": {"format": "onnx"}}}))
         feeds = B.make_inputs(r, {"tokens": [64, 20]}, B.vocab_sizes(tok, r))
     assert feeds["tokens"].dtype == np.int64 and feeds["tokens"].min() >= 1 and feeds["tokens"].max() == 6
 

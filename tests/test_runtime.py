@@ -270,7 +270,7 @@ def test_read_inputs_formats_and_errors(tmp_path):
     with pytest.raises(UsageError, match=r"missing \['dec'\]; unknown \['decoder'\]"):
         read_inputs(tmp_path / "wrong.npz", two)
     (tmp_path / "in.json").write_text(json.dumps({"enc": a.tolist(), "dec": (a + 0.5).tolist()}))
-    with pytest.raises(UsageError, match="'dec' takes int32 token ids; got non-integer"):
+    with pytest.raises(UsageError, match=r"'dec' takes int32 token ids, got 0.5 at \[0, 0\]: not a whole number"):
         read_inputs(tmp_path / "in.json", two)
     (tmp_path / "bare.json").write_text(json.dumps([[1, 2], [3, 4]]))
     assert read_inputs(tmp_path / "bare.json", one)["feats"].tolist() == [[1, 2], [3, 4]]

@@ -38,7 +38,7 @@ def command(export_dir, target, runtime, pi_os, out, model, tolerance, user, for
     import warnings
 
     from rnnedge.cli import show_warnings
-    from rnnedge.deployment import deploy
+    from rnnedge.deployment import PI_SETUP, deploy
 
     with warnings.catch_warnings(record=True) as caught:  # printed last, one line each: not to be missed
         res = deploy(export_dir, target=target, runtime=runtime, out=out, pi_os=pi_os, tarball=not no_tarball,
@@ -70,5 +70,5 @@ def command(export_dir, target, runtime, pi_os, out, model, tolerance, user, for
                 f"{h['max_abs_err']:.3g} vs Keras (tolerance {m['sample']['tolerance']['atol']:g})")
     if res.tarball:
         c.print(f"tarball: {res.tarball}")
-    c.print("on the Pi: pip install -r requirements.txt && python predict.py --self-test")
+    c.print(f"on the Pi, in the bundle's folder (README.md: install, run): {' && '.join(PI_SETUP)}")
     show_warnings(caught=caught)

@@ -64,6 +64,10 @@ PI_OS = {
 SERVICE = "rnnedge-predict@.service"  # a template unit: the instance name is the user it runs as
 #: What the README and the unit's install lines say for "the user who installs the bundle" (no --user):
 #: the shell expands it on the Pi (the login user, also under sudo).
+#: the commands that set a bundle up, run in its folder on the Pi: README.md's install steps and
+#: the line `rnnedge deploy` ends with (Pi OS bookworm refuses system-wide pip installs, PEP 668)
+PI_SETUP = ("python3 -m venv .venv", ".venv/bin/pip install -r requirements.txt",
+            ".venv/bin/python predict.py --self-test")
 INSTALLING_USER = '"${SUDO_USER:-$(id -un)}"'
 
 
@@ -283,21 +287,40 @@ def _make_sample(pre: dict, inputs: list[dict], predict_mod, seed: int = 0):
     for s in inputs:
         shape = [d if d is not None else _free_axis_length(pre) for d in s["shape"]]
         if "int" in s["dtype"]:
-            hi = max(2, min(int(pre.get("vocab_size", 0) or len(pre.get("vocab") or {}) or 10), 50))
+            hi = max(2, min(int(s.get("vocab_size") or pre.get("vocab_size", 0) or len(pre.get("vocab") or {})
+                                or 10), 50))
             xs.append(rng.integers(1, hi, size=shape).astype(s["dtype"]))
         else:
             xs.append(rng.standard_normal(shape).astype(s["dtype"]))
     return xs, None
 
 
-def _reference_outputs(src: Path, xs: list, inputs: list[dict]) -> list:
-    import numpy as np
-
+def _load_reference(src: Path):
+    """The export folder's reference.keras (the bundle's sample output comes from it)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
     from rnnedge._keras import load_model
 
-    model = load_model(src / "reference.keras")
+    return load_model(src / "reference.keras")
+
+
+def _add_vocab_sizes(inputs: list[dict], model, man: dict) -> None:
+    """``vocab_size`` on each integer input that feeds an Embedding (its ``input_dim``; else the
+    manifest's ``model.vocab_sizes``): predict.py refuses ids outside ``[0, vocab_size)`` (exit 2)
+    before the runtime sees them."""
+    from rnnedge.inputs import keras_vocab_sizes
+
+    vocab = {**((man.get("model") or {}).get("vocab_sizes") or {}), **keras_vocab_sizes(model)}
+    if len(inputs) == 1 and len(vocab) == 1 and inputs[0]["name"] not in vocab:  # one input, named apart
+        vocab = {inputs[0]["name"]: next(iter(vocab.values()))}
+    for s in inputs:
+        if "int" in s["dtype"] and isinstance(vocab.get(s["name"]), int):
+            s["vocab_size"] = int(vocab[s["name"]])
+
+
+def _reference_outputs(model, xs: list, inputs: list[dict]) -> list:
+    import numpy as np
+
     names = [t.name.split(":")[0] for t in model.inputs]
     feeds = xs[0] if len(xs) == 1 else (
         {n: x for n, x in zip([s["name"] for s in inputs], xs)} if set(names) == {s["name"] for s in inputs}
@@ -381,6 +404,15 @@ def _service_section(modes: list[str], install_dir: str, kind: Optional[str]) ->
             f"{kind or 'none'}), so there is no line of text or number to stream to `predict.py --stream`.\n"
             "Run `predict.py --input FILE` from your own program, or import `predict.Model` in Python\n"
             "(`Model().run(array)` returns the outputs).")
+
+
+def _user_note(user: Optional[str], service: bool) -> str:
+    """The README's comment on who owns the install folder: the service's user when the bundle has
+    a service unit, else whoever runs predict.py."""
+    if service:
+        return "the user the service runs as (deploy --user)" if user else \
+            "you: the service runs as the user who installs it"
+    return "the user who runs predict.py (deploy --user)" if user else "you: the user who runs predict.py"
 
 
 def _preprocess_summary(pre: dict) -> str:
@@ -476,8 +508,10 @@ def deploy(dir, target: str = "rpi", runtime: str = "litert", out=None, pi_os: s
             if T is not None and T != L:
                 raise UsageError(f"{name} takes sequences of length {T} but the preprocessing makes {L} "
                                  f"({'window' if kind == 'window' else 'max_len'}); export with --seq-len {L}")
+        reference = _load_reference(src)
+        _add_vocab_sizes(inputs, reference, man)
         xs, raw = _make_sample(pre, inputs, pmod, seed)
-        ys = _reference_outputs(src, xs, inputs)
+        ys = _reference_outputs(reference, xs, inputs)
         for s, y in zip(outputs, ys):
             s["shape"] = [int(d) for d in y.shape]
         multi_in, multi_out = len(xs) > 1, len(ys) > 1
@@ -573,8 +607,8 @@ def deploy(dir, target: str = "rpi", runtime: str = "litert", out=None, pi_os: s
             service_section=_service_section(modes, install, kind),
             json_modes=_json_modes_note(modes),
             preprocessing=_preprocess_summary(pre), install_dir=install, user=user or INSTALLING_USER,
-            user_note=("the user the service runs as (deploy --user)" if user else
-                       "you: the service runs as the user who installs it"),
+            user_note=_user_note(user, "stream" in modes),
+            setup_venv=PI_SETUP[0], setup_pip=PI_SETUP[1], setup_test=PI_SETUP[2],
             atol=f"{bman['sample']['tolerance']['atol']:g}",
             inputs=", ".join(f"{s['name']} {_rows_shape(s['shape'])} {s['dtype']}" for s in inputs),
             outputs=", ".join(f"{s['name']} {_rows_shape(s['shape'])} {s['dtype']}" for s in outputs),

@@ -2,7 +2,8 @@
 
 Inputs:
   ``.npy``  one array -> the model's single input;
-  ``.npz``  arrays by input name (one unnamed ``arr_0`` is accepted for a single-input model);
+  ``.npz``  arrays by input name (one unnamed ``arr_0``, ``numpy.savez(f, x)``, is accepted for a
+            single-input model; any other name must be the input's);
   ``.json`` ``{name: nested list}``, or a bare nested list for a single-input model.
 Outputs, by the file's extension: ``.npz`` (by name), ``.npy`` (single output), ``.json``;
 :func:`check_output_path` refuses another extension, or ``.npy`` for several outputs, before
@@ -161,7 +162,7 @@ def check_output_path(path, n_outputs: int | None = None, names=None) -> Path:
 def _match_names(fname: str, raw: dict, names: list[str]) -> dict:
     if set(raw) == set(names):
         return raw
-    if len(raw) == 1 and len(names) == 1 and next(iter(raw)) in ("arr_0", "input", "x"):
+    if len(raw) == 1 and len(names) == 1 and next(iter(raw)) == "arr_0":  # numpy.savez(f, x): unnamed
         return {names[0]: next(iter(raw.values()))}
     missing = [n for n in names if n not in raw]
     extra = [k for k in raw if k not in names]
@@ -182,8 +183,11 @@ def _cast(fname: str, name: str, arr: np.ndarray, dtype) -> np.ndarray:
         return arr
     if np.issubdtype(want, np.integer):
         if arr.dtype.kind == "f":
-            if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-                raise UsageError(f"{fname}: input {name!r} takes {want.name} token ids; got non-integer values")
+            bad = ~np.isfinite(arr) | (arr != np.round(arr))
+            if bad.any():
+                pos = [int(i) for i in np.argwhere(bad)[0]]
+                raise UsageError(f"{fname}: input {name!r} takes {want.name} token ids, got {float(arr[tuple(pos)]):g} "
+                                 f"at {pos}: not a whole number")
         elif arr.dtype.kind not in "iub":
             raise UsageError(f"{fname}: input {name!r} takes {want.name}; got {arr.dtype}")
     elif arr.dtype.kind not in "iufb":

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from rnnedge.errors import MissingDependencyError, RnnedgeError, UsageError, install_command
-from rnnedge.runtime.base import Runner, TensorInfo
+from rnnedge.runtime.base import Runner, TensorInfo, embedding_vocab
 
 # short name -> (EP name, the pip package that has it or None, a note: what else it needs);
 # "onnxruntime" is rnnedge's own extra (installed as :func:`install_command` says)
@@ -122,7 +122,9 @@ class OnnxRunner(Runner):
         if threads:
             so.intra_op_num_threads = int(threads)
             so.inter_op_num_threads = 1
-        so.log_severity_level = int(self.options.get("log_severity_level", 3))
+        # 4 (fatal only): a failed run is raised as an error with onnxruntime's message; its
+        # logger would also print it (an "[E:onnxruntime:...]" line) straight to the terminal
+        so.log_severity_level = int(self.options.get("log_severity_level", 4))
         if self.options.get("allow_spinning") is not None:  # spinning workers hurt on busy machines
             so.add_session_config_entry("session.intra_op.allow_spinning",
                                         "1" if self.options["allow_spinning"] else "0")
@@ -169,6 +171,27 @@ class OnnxRunner(Runner):
         if ep not in got:  # onnxruntime fell back silently (only a UserWarning): refuse
             raise missing_provider(ep, short, got, why="; ".join(str(w.message) for w in caught)[:300])
         return sess, ep
+
+    def _graph_vocab(self) -> dict[str, int]:
+        """Token-id inputs' vocabularies from the graph (a Gather of a 2-D initializer;
+        :func:`rnnedge.runtime.base.embedding_vocab`). Needs the ``onnx`` package (a development
+        machine); {} without it and for .ort files (the manifest's ``vocab_sizes`` then decide)."""
+        if not self.path.lower().endswith(".onnx"):
+            return {}
+        try:
+            import onnx
+        except ImportError:
+            return {}
+        g = onnx.load(self.path, load_external_data=False).graph
+        rows = {t.name: int(t.dims[0]) for t in g.initializer if len(t.dims) == 2}
+        for n in g.node:  # Constant nodes hold tables too
+            t = n.attribute[0].t if n.op_type == "Constant" and n.attribute and n.attribute[0].HasField("t") else None
+            if t is not None and len(t.dims) == 2:
+                rows[n.output[0]] = int(t.dims[0])
+        names = {i.name for i in self.inputs}
+        axis = lambda n: next((a.i for a in n.attribute if a.name == "axis"), 0)  # noqa: E731 - rows: axis 0
+        return embedding_vocab([(n.op_type if axis(n) == 0 else "", list(n.input), list(n.output)) for n in g.node],
+                               {i.name: i.name for i in g.input if i.name in names}, rows)
 
     def _load(self) -> None:
         ort = _import_ort()

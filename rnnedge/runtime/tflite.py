@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnedge.errors import MissingDependencyError, RnnedgeError, UsageError, install_command
-from rnnedge.runtime.base import Runner, TensorInfo
+from rnnedge.runtime.base import Runner, TensorInfo, embedding_vocab
 
 INTERPRETERS = ("auto", "litert", "tflite_runtime", "tf")
 
@@ -147,6 +147,20 @@ class TFLiteRunner(Runner):
             "provider": "xnnpack" if xnnpack else "builtin",
             "signature": self._signature_key,
         })
+
+    def _graph_vocab(self) -> dict[str, int]:
+        """Token-id inputs' vocabularies from the interpreter's ops (a GATHER of a constant 2-D
+        table; :func:`rnnedge.runtime.base.embedding_vocab`). Subgraph 0 only."""
+        it = self.interpreter
+        ops_details = getattr(it, "_get_ops_details", None)
+        if ops_details is None or self._sig_runner is not None:
+            return {}
+        ops = [(d["op_name"], [int(i) for i in d["inputs"]], [int(o) for o in d["outputs"]]) for d in ops_details()]
+        made = {o for _, _, outs in ops for o in outs}
+        inputs = {idx: n for n, idx, _ in self._in}
+        rows = {d["index"]: int(d["shape"][0]) for d in it.get_tensor_details()
+                if len(d["shape"]) == 2 and d["index"] not in made and d["index"] not in inputs}
+        return embedding_vocab(ops, inputs, rows)
 
     def _map_tensors(self) -> None:
         it = self.interpreter

@@ -19,7 +19,8 @@ one output, .npz or .json (by output name) for any number. --runtime picks the r
 or refused (exit 3 when it is not installed, with the command that installs it; exit 2 when it
 cannot run this bundle's model). Exit codes: 0 ok, 1 failure (the self-test does not reproduce the
 sample, the runtime fails), 2 bad input (a missing or malformed file, a wrong shape or input name,
-a mode or option this model does not take), 3 no runtime installed (`pip install -r requirements.txt`).
+a token id outside the vocabulary or not a whole number, a mode or option this model does not
+take), 3 no runtime installed (`pip install -r requirements.txt`).
 A NaN or infinity in an input is a warning: runtimes give different predictions for them.
 
 Everything the model needs to prepare raw inputs is in preprocess.json; manifest.json names the
@@ -191,7 +192,7 @@ class Model:
         if threads:
             so.intra_op_num_threads = threads
         if not VERBOSE:
-            so.log_severity_level = 3  # errors only
+            so.log_severity_level = 4  # fatal only: a failed run is one `error:` line, not also a log line
         try:
             self._sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - a corrupt or unsupported model
@@ -302,6 +303,7 @@ class Model:
             raise InputError(f"the model takes {len(self.inputs)} input(s), got {len(feeds)}")
         arrays = []
         for spec, x in zip(self.inputs, feeds):
+            check_ids(spec, x)
             try:
                 x = np.asarray(x, dtype=spec["dtype"])
             except (TypeError, ValueError) as e:
@@ -331,6 +333,14 @@ class Model:
         return arrays
 
     def _invoke(self, arrays: list) -> list:
+        try:
+            return self._invoke_runtime(arrays)
+        except Exception as e:  # noqa: BLE001 - onnxruntime's (InvalidArgument, Fail...) and LiteRT's: one line
+            text = str(e).strip().splitlines()
+            raise BundleError(f"{self.runtime} {self.runtime_version} failed to run: "
+                              f"{text[0][:300] if text else type(e).__name__}") from None
+
+    def _invoke_runtime(self, arrays: list) -> list:
         if self._kind == "onnx":
             return [np.asarray(o) for o in self._sess.run(None, dict(zip(self._in_names, arrays)))]
         it = self._interp
@@ -352,6 +362,32 @@ class Model:
             it.set_tensor(d["index"], x)
         it.invoke()
         return [np.array(it.get_tensor(d["index"])) for d in self._out_idx]
+
+
+def check_ids(spec: dict, x) -> None:
+    """Refuse (InputError, exit 2) what an integer input cannot take as it is: a value that is not
+    a whole number (casting would truncate 1.5 to 1), and, for an input with a ``vocab_size`` (it
+    feeds an Embedding), an id outside ``[0, vocab_size)`` (the runtime would fail on it, or wrap
+    a negative one). The rule of rnnedge.runtime.base.check_token_ids, which this file cannot import."""
+    if not np.issubdtype(np.dtype(spec["dtype"]), np.integer):
+        return
+    x = np.asarray(x)
+    if x.size == 0 or x.dtype.kind not in "biuf":
+        return
+    v = spec.get("vocab_size")
+    what = (f"input '{spec['name']}' takes token ids in [0, {v}) (its Embedding's vocabulary)" if v else
+            f"input '{spec['name']}' takes whole numbers ({spec['dtype']})")
+    if x.dtype.kind == "f":
+        bad = ~np.isfinite(x) | (x != np.round(x))
+        if bad.any():
+            pos = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise InputError(f"{what}, got {float(x[pos]):g} at {list(pos)}: not a whole number")
+    if v:
+        bad = (x < 0) | (x >= v)
+        if bad.any():
+            pos = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise InputError(f"{what}, got {int(x[pos])} at {list(pos)}"
+                             + (f" ({int(bad.sum())} ids out of range)" if bad.sum() > 1 else ""))
 
 
 def _fixed_batch(sizes: list):
@@ -474,7 +510,10 @@ def describe(outputs: list, pre: Preprocess, manifest: dict) -> dict:
 
 
 def _rounded(v):
-    """Nested lists of numbers with 4 significant digits (for a readable line)."""
+    """Nested lists (and dicts by output name) of numbers with 4 significant digits (for a
+    readable line)."""
+    if isinstance(v, dict):
+        return {k: _rounded(x) for k, x in v.items()}
     if isinstance(v, list):
         return [_rounded(x) for x in v]
     return float(f"{v:.4g}") if isinstance(v, float) else v
@@ -593,11 +632,11 @@ def numpy_file_problem(head: bytes):
 
 def match_names(given, names: list, where: str, error=InputError) -> list:
     """The keys of ``given`` in the order of ``names``: the same names, or for one name a single
-    unnamed array (``arr_0``, ``input``, ``x``); else ``error`` naming what the model takes."""
+    unnamed array (``arr_0``: ``numpy.savez(f, x)``); else ``error`` naming what the model takes."""
     keys = list(given)
     if set(keys) == set(names):
         return list(names)
-    if len(keys) == 1 and len(names) == 1 and keys[0] in ("arr_0", "input", "x"):
+    if len(keys) == 1 and len(names) == 1 and keys[0] == "arr_0":  # numpy.savez(f, x): unnamed
         return keys
     missing = [n for n in names if n not in given]
     extra = [k for k in keys if k not in names]
@@ -650,9 +689,16 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 # --------------------------------------------------------------------------- command line
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one ``error:`` line (exit 2), like every other bad input; --help has the rest."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (python predict.py --help)\n")
+
+
 def main(argv=None) -> int:
     global VERBOSE
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", help="raw model input, one row or a batch of rows: .npy (one input) or .npz "
                                      "(by input name)")
